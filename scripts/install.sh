@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install everything SALUS needs on Debian 12 with Python 3.11, offline but for the package registries:
+# missing Debian packages (requirements/apt.txt), a virtual environment in .venv, the CPU build of torch,
+# this package in editable mode with its development tools at the versions in requirements/constraints.txt,
+# and the Jupyter kernel `salus` that papermill runs pipeline notebooks with. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+missing=()
+for pkg in $(grep -v '^#' requirements/apt.txt); do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install: Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt)
+# torch first, alone, pinned: a requirement that admits any newer release would pull a multi-GB CUDA build.
+"${pip[@]}" torch==2.13.0
+"${pip[@]}" -e '.[dev]'
+.venv/bin/python -m pip check
+.venv/bin/python -m ipykernel install --sys-prefix --name salus --display-name 'Python (salus)' >/dev/null
+echo "install: done ($(.venv/bin/python -c 'import torch, salus; print("salus", salus.__version__, "torch", torch.__version__)'))"

@@ -1,0 +1,42 @@
+"Shared fixtures: small real SALUS projects made in temporary folders."
+import shutil, subprocess, textwrap
+from pathlib import Path
+
+import pytest
+
+from salus.core import ProjectPaths
+
+REPO = ProjectPaths.find(Path(__file__).parent).root
+
+PARAMS = textwrap.dedent("""\
+    profile: default   # default | smoke | gpu
+    seed: 0
+    runtime:
+      device: cpu
+      torch_threads: 2
+      profiles:
+        smoke: {torch_threads: 1}
+    """)
+
+@pytest.fixture
+def params_file(tmp_path) -> Path:
+    "A valid params file in a temporary folder."
+    p = tmp_path/'params.yaml'
+    p.write_text(PARAMS)
+    return p
+
+def git(*args, cwd):
+    subprocess.run(['git', '-c', 'user.name=t', '-c', 'user.email=t@t', *args], cwd=cwd, check=True, capture_output=True)
+
+@pytest.fixture
+def mini_project(tmp_path) -> Path:
+    "An empty SALUS project (settings.ini, params.yaml, an empty dvc.yaml, DVC initialised with analytics off)."
+    root = tmp_path/'proj'
+    root.mkdir()
+    shutil.copy(REPO/'settings.ini', root/'settings.ini')
+    (root/'params.yaml').write_text(PARAMS)
+    (root/'dvc.yaml').write_text('stages: {}\n')
+    git('init', '-q', cwd=root)
+    subprocess.run(['dvc', 'init', '-q'], cwd=root, check=True)
+    subprocess.run(['dvc', 'config', 'core.analytics', 'false'], cwd=root, check=True)
+    return root

@@ -1,0 +1,64 @@
+"`load_params` accepts a valid file, resolves profiles, and refuses bad files with a message naming the key."
+import pytest
+
+from salus.core import PROFILES, ParamsError, load_params, set_profile
+from conftest import REPO
+
+def test_repo_params_load_under_every_profile():
+    for p in PROFILES:
+        params = load_params(REPO/'params.yaml', profile=p)
+        assert params.profile == p
+
+def test_profile_overrides_apply(params_file):
+    assert load_params(params_file).runtime.torch_threads == 2
+    assert load_params(params_file, profile='smoke').runtime.torch_threads == 1
+    assert load_params(params_file, profile='gpu').runtime.torch_threads == 2   # no gpu overrides: base values
+
+def edited(params_file, old, new):
+    text = params_file.read_text()
+    assert old in text
+    params_file.write_text(text.replace(old, new))
+    return params_file
+
+@pytest.mark.parametrize('old,new,message', [
+    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime)'),
+    ('  device: cpu', '  device: cpu\n  threads: 4', 'runtime.threads: unknown key (allowed here: profiles, device, torch_threads)'),
+    ('seed: 0', 'seed: zero', "seed: Input should be a valid integer"),
+    ('torch_threads: 2', 'torch_threads: [2]', 'runtime.torch_threads: Input should be a valid integer'),
+    ('torch_threads: 2', 'torch_threads: 0', 'runtime.torch_threads: Input should be greater than or equal to 1 (got 0)'),
+    ('seed: 0', 'seed: -3', 'seed: Input should be greater than or equal to 0 (got -3)'),
+    ('device: cpu', 'device: tpu', "runtime.device: Input should be 'cpu' or 'cuda' (got 'tpu')"),
+    ('profile: default', 'profile: fast', "profile: Input should be 'default', 'smoke' or 'gpu' (got 'fast')"),
+    ('seed: 0\n', '', 'seed: required key is missing'),
+    ('{torch_threads: 1}', '{torch_threads: -1}', 'runtime.profiles.smoke.torch_threads: Input should be greater than or equal to 1'),
+    ('{torch_threads: 1}', '{torch_thread: 1}', 'runtime.profiles.smoke.torch_thread: unknown key'),
+    ('    smoke:', '    quick:', "runtime.profiles.quick: Input should be 'default', 'smoke' or 'gpu'"),
+])
+def test_bad_key_or_value_is_named(params_file, old, new, message):
+    with pytest.raises(ParamsError) as err: load_params(edited(params_file, old, new))
+    assert message in str(err.value)
+    assert str(params_file) in str(err.value)
+
+def test_override_of_inactive_profile_is_still_checked(params_file):
+    edited(params_file, '{torch_threads: 1}', '{torch_threads: 0}')
+    with pytest.raises(ParamsError, match='runtime.profiles.smoke.torch_threads'): load_params(params_file, profile='default')
+
+def test_every_problem_is_reported_at_once(params_file):
+    edited(params_file, 'seed: 0', 'seed: -1\nsed: 2')
+    with pytest.raises(ParamsError, match=r'2 problem\(s\)'): load_params(params_file)
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ParamsError, match='params file not found'): load_params(tmp_path/'params.yaml')
+
+@pytest.mark.parametrize('text,message', [('profile: [default', 'not valid YAML'), ('- a\n- b\n', 'expected a mapping'), ('', 'expected a mapping')])
+def test_unreadable_file(tmp_path, text, message):
+    p = tmp_path/'params.yaml'
+    p.write_text(text)
+    with pytest.raises(ParamsError, match=message): load_params(p)
+
+def test_set_profile_keeps_the_rest_of_the_file(params_file):
+    before = params_file.read_text()
+    set_profile(params_file, 'smoke')
+    after = params_file.read_text()
+    assert after == before.replace('profile: default', 'profile: smoke')
+    with pytest.raises(ParamsError, match='unknown profile'): set_profile(params_file, 'fast')
