@@ -5,6 +5,7 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
+export MUJOCO_GL := egl
 export PYTHONHASHSEED := 0
 
 .PHONY: install repro test sync-check nbtest pytest docs smoke
@@ -15,7 +16,7 @@ $(VENV)/.installed: scripts/install.sh setup.py settings.ini requirements/constr
 	touch $@
 
 repro: install ## main job: the whole DVC pipeline on params.yaml's active profile
-	@if [ -n "$$(dvc remote default 2>/dev/null)" ]; then dvc pull data.dvc; else mkdir -p data; fi
+	salus_prepare_data
 	dvc repro
 
 test: install sync-check nbtest pytest docs ## every check CI runs

@@ -10,4 +10,4 @@ html_theme = 'sphinx_book_theme'
 html_title = 'SALUS'
 html_theme_options = {'show_toc_level': 2}
 exclude_patterns = ['_build']
-suppress_warnings = ['mystnb.unknown_mime_type']
+suppress_warnings = ['mystnb.unknown_mime_type', 'myst.header']  # show_doc's H3 entries may follow the page's H1 directly

@@ -16,6 +16,8 @@ PARAMS = textwrap.dedent("""\
       torch_threads: 2
       profiles:
         smoke: {torch_threads: 1}
+    envs: {image_size: 64, control_hz: 10, collision_force: 60, seen_tasks: [lift_red, open_drawer], unseen_tasks: [lift_blue]}
+    demos: {episodes_per_task: 1, action_noise: 0.0, grasp_noise: 0.0}
     """)
 
 @pytest.fixture

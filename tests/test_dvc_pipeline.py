@@ -1,12 +1,13 @@
 """DVC behaves as researchers expect, on a real pipeline of notebook stages run by `salus_stage`:
 a finished run is cached, `dvc status` is clean, and a param change re-runs only the stages that read it.
 Every stage lists `profile` among its params (the project's convention), so switching profile re-runs them."""
-import re, subprocess, textwrap
+import re, shutil, subprocess
 
+import pytest
 import yaml
 
-from salus.core import dvc, new_pipeline_notebook, set_profile
-from conftest import git
+from salus.core import StageFailed, dvc, new_pipeline_notebook, prepare_external_data, set_profile
+from conftest import REPO, git
 
 DEFAULTS = 'profile = "default"\nseed = 0\nruntime = {}'
 
@@ -67,3 +68,22 @@ def test_failing_stage_stops_repro_and_records_nothing(mini_project):
     assert res.returncode != 0
     assert 'simulated crash in threads' in res.stdout + res.stderr
     assert not (root/'dvc.lock').exists() or 'threads' not in yaml.safe_load((root/'dvc.lock').read_text())['stages']
+
+def test_external_data_recorded_empty_is_prepared(mini_project):
+    root = mini_project
+    shutil.copy(REPO/'data.dvc', root/'data.dvc')
+    assert 'created' in prepare_external_data(root)
+    assert (root/'data').is_dir()
+    assert 'up to date' in dvc('status', cwd=root, capture=True).stdout
+    assert (root/'data.dvc').read_text() == (REPO/'data.dvc').read_text()
+
+def test_external_data_missing_without_remote_fails_and_changes_nothing(mini_project):
+    root = mini_project
+    (root/'data').mkdir()
+    (root/'data/episodes_from_robot.txt').write_text('recorded elsewhere')
+    dvc('add', 'data', cwd=root, capture=True)
+    record = (root/'data.dvc').read_text()
+    shutil.rmtree(root/'data'); shutil.rmtree(root/'.dvc/cache')          # a fresh clone: no data, empty cache
+    with pytest.raises(StageFailed, match=r'data.dvc records 1 file\(s\) in data/, but there is no DVC remote'):
+        prepare_external_data(root)
+    assert (root/'data.dvc').read_text() == record

@@ -21,7 +21,7 @@ def edited(params_file, old, new):
     return params_file
 
 @pytest.mark.parametrize('old,new,message', [
-    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime)'),
+    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos)'),
     ('  device: cpu', '  device: cpu\n  threads: 4', 'runtime.threads: unknown key (allowed here: profiles, device, torch_threads)'),
     ('seed: 0', 'seed: zero', "seed: Input should be a valid integer"),
     ('torch_threads: 2', 'torch_threads: [2]', 'runtime.torch_threads: Input should be a valid integer'),
@@ -33,6 +33,10 @@ def edited(params_file, old, new):
     ('{torch_threads: 1}', '{torch_threads: -1}', 'runtime.profiles.smoke.torch_threads: Input should be greater than or equal to 1'),
     ('{torch_threads: 1}', '{torch_thread: 1}', 'runtime.profiles.smoke.torch_thread: unknown key'),
     ('    smoke:', '    quick:', "runtime.profiles.quick: Input should be 'default', 'smoke' or 'gpu'"),
+    ('unseen_tasks: [lift_blue]', 'unseen_tasks: [lift_purple]', "envs: unseen_tasks: unknown task(s) ['lift_purple']; tasks: lift_red"),
+    ('unseen_tasks: [lift_blue]', 'unseen_tasks: [lift_red]', "envs: tasks both seen and unseen: ['lift_red']"),
+    ('seen_tasks: [lift_red, open_drawer]', 'seen_tasks: []', 'envs.seen_tasks: List should have at least 1 item'),
+    ('episodes_per_task: 1', 'episodes_per_task: 0', 'demos.episodes_per_task: Input should be greater than or equal to 1'),
 ])
 def test_bad_key_or_value_is_named(params_file, old, new, message):
     with pytest.raises(ParamsError) as err: load_params(edited(params_file, old, new))

@@ -1,21 +1,42 @@
 """The project's own pipeline, on the smoke profile, in a scratch copy of the working tree (so the working tree's
-DVC outputs are untouched): it reproduces end to end, and right after that DVC has nothing left to do."""
-import re
+DVC outputs are untouched): it reproduces end to end, right after that DVC has nothing left to do, and changing one
+param re-runs only the stages that read it."""
+import json, re
 
 import pytest
 
 from salus.core import dvc, load_params, reproduce_in_scratch
+from salus.data import EpisodeStore
 from conftest import REPO
+
+def ran(root) -> list[str]:
+    return sorted(re.findall(r"Running stage '([^']+)'", dvc('repro', cwd=root, capture=True).stdout))
 
 @pytest.fixture(scope='module')
 def smoke_copy(tmp_path_factory):
     return reproduce_in_scratch(REPO, tmp_path_factory.mktemp('smoke')/'salus', profile='smoke')
 
 def test_smoke_pipeline_reproduces(smoke_copy):
-    assert load_params(smoke_copy/'params.yaml').profile == 'smoke'
+    params = load_params(smoke_copy/'params.yaml')
+    assert params.profile == 'smoke'
     assert load_params(REPO/'params.yaml').profile == 'default'        # the working tree is untouched
+    demos = EpisodeStore.open(smoke_copy/'stores/demos.zarr')
+    assert len(demos) == params.demos.episodes_per_task * len(params.envs.seen_tasks)
+    assert demos.attrs['image_size'] == params.envs.image_size
+    metrics = json.loads((smoke_copy/'metrics/demos.json').read_text())
+    assert metrics['episodes'] == len(demos) and set(metrics['tasks']) == set(params.envs.seen_tasks)
+    assert (smoke_copy/'reports/demos.ipynb').is_file()
 
 def test_second_repro_does_nothing_and_status_is_clean(smoke_copy):
-    out = dvc('repro', cwd=smoke_copy, capture=True).stdout
-    assert re.findall(r"Running stage '([^']+)'", out) == []
+    assert ran(smoke_copy) == []
     assert 'up to date' in dvc('status', cwd=smoke_copy, capture=True).stdout
+
+def test_changing_one_param_reruns_only_its_readers(smoke_copy):
+    params_file = smoke_copy/'params.yaml'
+    text = params_file.read_text()
+    params_file.write_text(text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}'))
+    assert ran(smoke_copy) == []                      # no stage reads `runtime` yet
+    params_file.write_text(text.replace('smoke: {episodes_per_task: 2}', 'smoke: {episodes_per_task: 3}'))
+    assert ran(smoke_copy) == ['demos']
+    assert len(EpisodeStore.open(smoke_copy/'stores/demos.zarr')) == 3 * len(load_params(params_file).envs.seen_tasks)
+    assert ran(smoke_copy) == []
