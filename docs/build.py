@@ -56,6 +56,19 @@ def _for_myst(nb, doc_prefix:str):
     nb.cells = cells
     return nb
 
+def _drop_missing_anchors(pages:dict[str, nbformat.NotebookNode]):
+    "Links to `page.ipynb#name` whose heading does not exist (e.g. a method without its own doc entry) keep the page only."
+    from myst_parser.mdit_to_docutils.base import default_slugify
+    heads = lambda nb: {default_slugify(h) for c in nb.cells if c.cell_type == 'markdown'
+                        for h in re.findall(r'^#+\s+(.+?)\s*$', c.source, flags=re.M)}
+    anchors = {name: heads(nb) for name, nb in pages.items()}
+    def fix(m):
+        page, anchor = m.group(1), m.group(2)
+        return f'{page}.ipynb#{anchor}' if default_slugify(anchor) in anchors.get(page, set()) else f'{page}.ipynb'
+    for nb in pages.values():
+        for c in nb.cells:
+            if c.cell_type == 'markdown': c.source = re.sub(r'([\w-]+)\.ipynb#([\w.-]+)', fix, c.source)
+
 def _fix_markdown(md:str, doc_prefix:str) -> str:
     md = re.sub(r'\{target="_blank"[^}]*\}', '', md)            # Quarto link attributes
     md = re.sub(re.escape(doc_prefix) + r'([\w.-]+)\.html', r'\1.ipynb', md)  # site links -> pages of this build
@@ -69,12 +82,14 @@ def assemble() -> Path:
     SRC.mkdir(parents=True)
     shutil.copy(ROOT/'docs'/'conf.py', SRC/'conf.py')
     doc_prefix = f"{cfg.doc_host}{cfg.doc_baseurl}/"
-    library = []
+    pages = {}
     for p in sorted(proc.glob('[0-9]*.ipynb')):
         nb = nbformat.read(p, as_version=4)
         page = Path(yaml.safe_load(nb.cells[0].source.strip().strip('-')).get('output-file', p.stem)).stem
-        nbformat.write(_for_myst(nb, doc_prefix), SRC/f'{page}.ipynb')
-        library.append(page)
+        pages[page] = _for_myst(nb, doc_prefix)
+    _drop_missing_anchors(pages)
+    for page, nb in pages.items(): nbformat.write(nb, SRC/f'{page}.ipynb')
+    library = list(pages)
     reports = []
     for p in sorted((ROOT/'reports').glob('*.ipynb')):
         (SRC/'reports').mkdir(exist_ok=True)

@@ -1,0 +1,72 @@
+"Property tests of the streaming signals: zero for identical members, finite for finite input, documented invariances."
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from salus.signals import SEED_SIGNALS, SIGNALS, SignalExtractor
+
+ALL = tuple(SIGNALS)
+DISAGREEMENT = ('epistemic', 'action_variance', 'max_variance', 'chunk_disagreement')
+finite = st.floats(-50, 50, allow_nan=False, width=32)
+
+def chunks_strategy(K=3, B=2, T=4, A=7):
+    return arrays(np.float64, (K, B, T, A), elements=finite)
+
+@settings(max_examples=40, deadline=None)
+@given(one=arrays(np.float64, (1, 2, 4, 7), elements=finite), steps=st.integers(1, 4))
+def test_identical_members_give_zero_disagreement(one, steps):
+    ex = SignalExtractor(ALL, batch_size=2)
+    chunks = np.repeat(one, 3, 0)
+    for _ in range(steps): out = ex.step(chunks, one[0, :, 0])
+    for name in DISAGREEMENT: assert np.allclose(out[:, ex.names.index(name)], 0, atol=1e-5), name
+    assert np.allclose(out[:, ex.names.index('uncertainty_trend')], 0, atol=1e-5)
+
+@settings(max_examples=40, deadline=None)
+@given(seq=st.lists(chunks_strategy(), min_size=1, max_size=5))
+def test_signals_are_finite_for_finite_input_from_the_first_step(seq):
+    ex = SignalExtractor(ALL, batch_size=2)
+    for chunks in seq:
+        out = ex.step(chunks, chunks.mean(0)[:, 0])
+        assert out.shape == (2, len(ALL)) and np.isfinite(out).all()
+
+@settings(max_examples=30, deadline=None)
+@given(chunks=chunks_strategy(), offset=st.floats(-5, 5), scale=st.floats(0.1, 10), perm=st.permutations([0, 1, 2]))
+def test_invariances(chunks, offset, scale, perm):
+    base = SignalExtractor(ALL, batch_size=2).step(chunks, chunks.mean(0)[:, 0])
+    permuted = SignalExtractor(ALL, batch_size=2).step(chunks[list(perm)], chunks.mean(0)[:, 0])
+    assert np.allclose(base, permuted, rtol=1e-4, atol=1e-4)                  # member order does not matter
+    shifted = SignalExtractor(DISAGREEMENT, batch_size=2).step(chunks + offset, chunks.mean(0)[:, 0] + offset)
+    assert np.allclose(base[:, [ALL.index(n) for n in DISAGREEMENT]], shifted, rtol=1e-3, atol=1e-3)
+    scaled = SignalExtractor(('epistemic', 'action_variance'), batch_size=2).step(chunks * scale, chunks.mean(0)[:, 0] * scale)
+    assert np.allclose(scaled[:, 0], base[:, ALL.index('epistemic')] * scale, rtol=1e-3, atol=1e-3)
+    assert np.allclose(scaled[:, 1], base[:, ALL.index('action_variance')] * scale ** 2, rtol=1e-3, atol=1e-3)
+
+def test_known_values():
+    chunks = np.zeros((2, 1, 2, 2)); chunks[1, 0, :, 0] = 2.0        # members 0 and 2 apart in dim 0 of both chunk steps
+    ex = SignalExtractor(ALL, batch_size=1)
+    s = dict(zip(ex.names, ex.step(chunks, np.array([[1.0, 0.0]]))[0]))
+    assert s['epistemic'] == pytest.approx(0.5)          # std over members: [1, 0] -> mean 0.5
+    assert s['action_variance'] == pytest.approx(0.5)    # var [1, 0] -> mean 0.5
+    assert s['max_variance'] == pytest.approx(1.0)
+    assert s['action_magnitude'] == pytest.approx(1.0)   # mean action (1, 0)
+    assert s['smoothness'] == 0 and s['chunk_consistency'] == 0 and s['uncertainty_trend'] == 0
+    s2 = dict(zip(ex.names, ex.step(np.zeros((2, 1, 2, 2)), np.array([[0.0, 0.0]]))[0]))
+    assert s2['smoothness'] == pytest.approx(1.0)
+    assert s2['uncertainty_trend'] == pytest.approx(-0.5)
+    assert s2['chunk_consistency'] == pytest.approx(1.0)  # the plan for the next step moved from (1, 0) to (0, 0)
+
+def test_reset_restarts_only_masked_environments():
+    ex = SignalExtractor(('smoothness',), batch_size=2)
+    c = np.zeros((2, 2, 1, 1))
+    ex.step(c, np.zeros((2, 1)))
+    ex.reset(np.array([True, False]))
+    out = ex.step(c, np.ones((2, 1)))
+    assert out[:, 0].tolist() == [0.0, 1.0]
+
+def test_bad_input():
+    with pytest.raises(KeyError, match='unknown signal'): SignalExtractor(('epistemic', 'nope'))
+    ex = SignalExtractor(SEED_SIGNALS, batch_size=2)
+    with pytest.raises(ValueError, match=r'chunks must be \(K, B=2, T, A\)'): ex.step(np.zeros((3, 1, 4, 7)), np.zeros((1, 7)))
+    with pytest.raises(ValueError, match='not finite'): ex.step(np.full((3, 2, 4, 7), np.inf), np.zeros((2, 7)))
+    with pytest.raises(ValueError, match='executed must be'): ex.step(np.zeros((3, 2, 4, 7)), np.zeros((2, 6)))

@@ -1,0 +1,81 @@
+"The VLA ensemble: one batched forward, real disagreement, exact save/load, the seed's predict API, clear errors."
+import numpy as np
+import pytest
+import torch
+
+from salus.vla import EmbeddedVLA, EmbeddedVLAConfig, VLAEnsemble, VLAObservation, VLAPolicy
+
+CFG = EmbeddedVLAConfig(image_size=32, channels=16, keypoints=8, hidden=64, flow_steps=4)
+
+def observation(B=2, seed=0):
+    rng = np.random.default_rng(seed)
+    img = lambda: rng.integers(0, 256, (B, 96, 96, 3), dtype=np.uint8)
+    return VLAObservation(img(), img(), rng.normal(size=(B, 11)), ['lift the red cube', 'open the drawer'][:B])
+
+def test_members_disagree_and_identical_members_do_not():
+    vla = EmbeddedVLA(CFG, members=3, seed=0)
+    chunks, emb = vla.member_chunks(observation(), torch.Generator().manual_seed(1))
+    assert chunks.shape == (3, 2, 4, 7) and emb.shape == (3, 2, 64)
+    assert chunks.std(0).mean() > 1e-3
+    vla.params = {k: v[:1].expand_as(v).clone() for k, v in vla.params.items()}   # three copies of member 0
+    same, _ = vla.member_chunks(observation(), torch.Generator().manual_seed(1))
+    assert np.abs(same.std(0)).max() < 1e-6
+
+def test_batched_forward_equals_sequential():
+    vla = EmbeddedVLA(CFG, members=4, seed=2)
+    b, _ = vla.member_chunks(observation(), torch.Generator().manual_seed(0))
+    s, _ = vla.member_chunks(observation(), torch.Generator().manual_seed(0), batched=False)
+    assert np.allclose(b, s, atol=1e-5)
+
+def test_samples_disperse_and_protocol():
+    vla = EmbeddedVLA(CFG, members=2)
+    samples = vla.sample(observation(), 5, torch.Generator().manual_seed(0))
+    assert samples.shape == (5, 2, 4, 7) and samples.std(0).mean() > 1e-4
+    assert isinstance(vla, VLAPolicy)
+    assert vla.act(observation()).shape == (2, 4, 7) and vla.embed(observation()).shape == (2, 2 * 64)
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    vla = EmbeddedVLA(CFG, members=3, seed=5)
+    vla.params = {k: v + 0.01 * torch.randn_like(v) for k, v in vla.params.items()}
+    vla.save(tmp_path/'ckpt')
+    back = EmbeddedVLA.load(tmp_path/'ckpt')
+    a, _ = vla.member_chunks(observation(), torch.Generator().manual_seed(3))
+    b, _ = back.member_chunks(observation(), torch.Generator().manual_seed(3))
+    assert np.array_equal(a, b) and back.config == vla.config and back.normalizer == vla.normalizer
+
+def test_predict_keeps_the_seed_contract():
+    ens = VLAEnsemble(EmbeddedVLA(CFG, members=3), batch_size=1)
+    obs = observation(1)
+    action, signals = ens.predict({'front': obs.front[0], 'wrist': obs.wrist[0]}, obs.state[0], 'lift the red cube')
+    assert action.shape == (1, 7) and signals.shape == (1, 6) and np.isfinite(signals).all()
+    assert ens.last_chunks.shape == (3, 1, 4, 7) and ens.signal_names[0] == 'epistemic'
+    assert np.all(np.abs(action) <= 1)
+
+def test_bad_input_is_refused(tmp_path):
+    vla = EmbeddedVLA(CFG, members=2)
+    obs = observation(1)
+    with pytest.raises(ValueError, match='front image must be uint8'): VLAObservation(obs.front.astype(float), obs.wrist, obs.state, 'x')
+    with pytest.raises(ValueError, match=r'wrist image must be \(B,H,W,3\)'): VLAObservation(obs.front, obs.wrist[..., :2], obs.state, 'x')
+    with pytest.raises(ValueError, match='state must have 11 values'): vla.act(VLAObservation(obs.front, obs.wrist, np.zeros((1, 7)), 'x'))
+    with pytest.raises(ValueError, match='non-empty string'): VLAObservation(obs.front, obs.wrist, obs.state, '')
+    with pytest.raises(ValueError, match='non-finite'): VLAObservation(obs.front, obs.wrist, np.full((1, 11), np.nan), 'x')
+    with pytest.raises(FileNotFoundError, match='not an embedded VLA checkpoint'): EmbeddedVLA.load(tmp_path/'missing')
+    with pytest.raises(ValueError, match='positive integer'): EmbeddedVLAConfig(chunk_size=0)
+    with pytest.raises(ValueError, match="dict with 'front' and 'wrist'"): VLAEnsemble(vla).predict(obs.front, obs.state, 'x')
+    with pytest.raises(ValueError, match='streams signals for 1'): VLAEnsemble(vla).predict({'front': obs.front.repeat(2, 0), 'wrist': obs.wrist.repeat(2, 0)}, obs.state.repeat(2, 0), 'x')
+
+def test_training_on_real_demos_lowers_the_loss_and_bootstraps_differ(tmp_path):
+    from salus.core import DemosParams, EnvsParams
+    from salus.data import EpisodeStore, record_demonstrations
+    from salus.vla import demo_tensors, train_ensemble
+    envs = EnvsParams(image_size=32, control_hz=10, collision_force=60, seen_tasks=['lift_red', 'push_blue_to_marker'], unseen_tasks=[])
+    record_demonstrations(tmp_path/'demos.zarr', envs, DemosParams(episodes_per_task=3, action_noise=0.05, grasp_noise=0.003), seed=1, progress=False)
+    data = demo_tensors(EpisodeStore.open(tmp_path/'demos.zarr'), CFG, progress=False)
+    assert data.chunks.shape[1:] == (CFG.chunk_size, 7) and len(data.front) == len(data.state) == len(data.text)
+    vla = EmbeddedVLA(CFG, members=2)
+    history = train_ensemble(vla, data, epochs=12, batch_size=16, lr=3e-3, seed=0, progress=False)
+    loss = lambda k, epochs: np.mean([h['loss'] for h in history if h['member'] == k and h['epoch'] in epochs])
+    first = [loss(k, [0]) for k in range(2)]
+    assert all(loss(k, [9, 10, 11]) < 0.93 * first[k] for k in range(2))   # every member learns (seeded: ~0.8-0.87 here)
+    assert first[0] != first[1]                                # on different bootstrap resamples
+    assert np.allclose(vla.normalizer.action_mean, data.chunks.reshape(-1, 7).mean(0), atol=1e-5)
