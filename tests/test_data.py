@@ -83,3 +83,23 @@ def test_demos_resume_equals_one_uninterrupted_run(tmp_path):
         ea, eb = a.episode(i), b.episode(j)
         assert all(np.array_equal(ea[k], eb[k]) for k in ea)
     assert set(ma['split']) == {'seen'} and set(ma['outcome']) == {'success'}
+
+def test_failure_labels_follow_the_definition():
+    from salus.data import FAILURE_TYPES, failure_labels, horizon_steps
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, 40)
+    ends = np.cumsum(lengths)
+    kinds = [rng.choice(['', *FAILURE_TYPES]) for _ in lengths]
+    tf = np.array([L if k else -1 for L, k in zip(lengths, kinds)])   # failures become a fact after the last action
+    horizons = horizon_steps([0.2, 0.5, 1.0, 2.0], 10)
+    y = failure_labels(ends, kinds, tf, horizons)
+    assert y.shape == (ends[-1], 4, 4) and y.dtype == np.uint8
+    start = 0
+    for L, k, f in zip(lengths, kinds, tf):                           # brute force, step by step
+        for t in range(L):
+            for j, h in enumerate(horizons):
+                for c, kind in enumerate(FAILURE_TYPES):
+                    assert y[start + t, j, c] == int(k == kind and 0 < f - t <= h)
+        start += L
+    assert (np.diff(y.astype(int), axis=1) >= 0).all()               # a longer horizon never un-labels a step
+    with pytest.raises(ValueError, match='positive seconds'): horizon_steps([0.5, -1], 10)
