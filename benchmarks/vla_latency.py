@@ -28,10 +28,11 @@ def main(repeats, threads):
         g = torch.Generator().manual_seed(0)
         out['ms'][f'K{K}'] = {'batched': latency_ms(lambda: vla.member_chunks(obs, g), repeats),
                               'sequential': latency_ms(lambda: vla.member_chunks(obs, g, batched=False), repeats)}
-    one = out['ms']['K1']['batched']
-    out['K3_batched_over_K1'] = round(out['ms']['K3']['batched'] / one, 3)
-    out['K3_sequential_over_K1'] = round(out['ms']['K3']['sequential'] / one, 3)
-    out['meets_target_1.5x'] = out['K3_batched_over_K1'] <= 1.5
+    one = min(out['ms']['K1'].values())  # one member, by its fastest path (a plain call; vmap adds overhead at K=1)
+    out['one_member_ms'] = one
+    out['K3_batched_over_one_member'] = round(out['ms']['K3']['batched'] / one, 3)
+    out['K3_sequential_over_one_member'] = round(out['ms']['K3']['sequential'] / one, 3)
+    out['meets_target_1.5x'] = out['K3_batched_over_one_member'] <= 1.5
     return out
 
 if __name__ == '__main__':
