@@ -207,7 +207,6 @@ class EmbeddedVLA:
             nets.append(EmbeddedVLAModel(config).to(self.device))
         self.params, self.buffers = stack_module_state(nets)
         self.base = EmbeddedVLAModel(config).to('meta')
-        d = config.chunk_size * config.action_dim
         self.normalizer = normalizer or Normalizer([0.] * config.state_dim, [1.] * config.state_dim, [0.] * config.action_dim, [1.] * config.action_dim)
         self.encoder = None
         self.action_dim, self.chunk_size = config.action_dim, config.chunk_size
