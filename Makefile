@@ -10,8 +10,8 @@ export PYTHONHASHSEED := 0
 
 .PHONY: install repro test sync-check nbtest pytest docs smoke
 
-install: $(VENV)/.installed ## venv, torch (CPU), salus (editable) and its tools, Jupyter kernel
-$(VENV)/.installed: scripts/install.sh setup.py settings.ini requirements/constraints.txt requirements/apt.txt
+install: $(VENV)/.installed ## venv, torch, salus (editable) and its tools, lerobot, Jupyter kernel
+$(VENV)/.installed: scripts/install.sh setup.py settings.ini requirements/constraints.txt requirements/apt.txt requirements/lerobot.txt
 	bash scripts/install.sh
 	touch $@
 

@@ -1,9 +1,15 @@
-"""Per-step latency of the embedded VLA ensemble on CPU: K = 1, 3, 5 members in one batched (vmapped) forward versus
-one member after another, measured side by side in one run. Target: K = 3 batched ≤ 1.5 × one member.
+"""Per-step latency of a VLA ensemble: K = 1, 3, 5 members in one batched forward versus one member after another,
+measured side by side in one run. Target: K = 3 batched ≤ 1.5 × one member.
 
-    python benchmarks/vla_latency.py [--repeats 30] [--threads 2]      # prints JSON
+    python benchmarks/vla_latency.py [--backend embedded|smolvla] [--repeats 30] [--threads 2]   # prints JSON
+
+`embedded`: the embedded VLA (members' weights stacked, one vmapped forward). `smolvla`: lerobot's SmolVLA as K
+flow-matching noise samples of one checkpoint (the batch repeated K times, one forward); by default a tiny randomly
+initialised SmolVLA built offline (`salus.vla.smolvla.tiny_smolvlm`); `--vlm DIR` builds the real-size architecture
+from a local SmolVLM2 folder instead (random weights: latency does not depend on them), `--device cuda` on a GPU.
 """
-import argparse, json, statistics, time
+import argparse, contextlib, json, statistics, sys, time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,14 +23,38 @@ def latency_ms(fn, repeats):
         t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)
     return round(statistics.median(times), 3)
 
-def main(repeats, threads):
+def smolvla_backend(K, vlm, device):
+    "SmolVLA as K noise samples of one randomly initialised checkpoint: tiny, or the real architecture on `vlm`."
+    import tempfile
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+    from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
+    from salus.vla.smolvla import SmolVLABackend, tiny_smolvla_config, tiny_smolvlm
+    if vlm is None: config = tiny_smolvla_config(tiny_smolvlm(tempfile.mkdtemp()))
+    else:  # SmolVLA's released architecture (defaults of SmolVLAConfig) on a local SmolVLM2 folder
+        config = SmolVLAConfig(vlm_model_name=str(vlm), load_vlm_weights=False,
+                               input_features={'observation.images.camera1': PolicyFeature(FeatureType.VISUAL, (3, 96, 96)),
+                                               'observation.state': PolicyFeature(FeatureType.STATE, (11,))},
+                               output_features={'action': PolicyFeature(FeatureType.ACTION, (7,))})
+    config.device = device
+    torch.manual_seed(0)
+    return SmolVLABackend([SmolVLAPolicy(config).to(device)], [make_smolvla_pre_post_processors(config, None)], members=K), config
+
+def main(repeats, threads, backend='embedded', vlm=None, device='cpu'):
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     obs = VLAObservation(rng.integers(0, 256, (1, 96, 96, 3), dtype=np.uint8), rng.integers(0, 256, (1, 96, 96, 3), dtype=np.uint8),
                          np.zeros((1, 11)), 'lift the red cube')
-    out = dict(benchmark='vla_latency', backend='embedded', config=EmbeddedVLAConfig().__dict__, threads=threads, repeats=repeats, ms={})
+    out = dict(benchmark='vla_latency', backend=backend, threads=threads, repeats=repeats, device=device, ms={})
     for K in (1, 3, 5):
-        vla = EmbeddedVLA(EmbeddedVLAConfig(), members=K)
+        if backend == 'embedded':
+            vla = EmbeddedVLA(EmbeddedVLAConfig(), members=K, device=device)
+            out['config'] = EmbeddedVLAConfig().__dict__
+        else:
+            with contextlib.redirect_stdout(sys.stderr): vla, config = smolvla_backend(K, vlm, device)  # lerobot prints
+            out['config'] = dict(vlm=str(config.vlm_model_name), chunk_size=config.chunk_size, flow_steps=config.num_steps,
+                                 parameters=sum(p.numel() for p in vla.policies[0].parameters()))
         g = torch.Generator().manual_seed(0)
         out['ms'][f'K{K}'] = {'batched': latency_ms(lambda: vla.member_chunks(obs, g), repeats),
                               'sequential': latency_ms(lambda: vla.member_chunks(obs, g, batched=False), repeats)}
@@ -39,5 +69,8 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--repeats', type=int, default=30)
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--backend', choices=['embedded', 'smolvla'], default='embedded')
+    ap.add_argument('--vlm', help='smolvla: a local SmolVLM2 folder (real-size architecture); default: a tiny one built here')
+    ap.add_argument('--device', default='cpu')
     a = ap.parse_args()
-    print(json.dumps(main(a.repeats, a.threads), indent=2))
+    print(json.dumps(main(a.repeats, a.threads, a.backend, a.vlm, a.device), indent=2))

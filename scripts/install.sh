@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything SALUS needs on Debian 12 with Python 3.11, offline but for the package registries:
-# missing Debian packages (requirements/apt.txt), a virtual environment in .venv, the CPU build of torch,
-# this package in editable mode with its development tools at the versions in requirements/constraints.txt,
+# missing Debian packages (requirements/apt.txt), a virtual environment in .venv, torch and torchvision,
+# this package in editable mode with its development tools at the versions in requirements/constraints.txt, lerobot,
 # and the Jupyter kernel `salus` that papermill runs pipeline notebooks with. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +19,15 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt)
-# torch first, alone, pinned: a requirement that admits any newer release would pull a multi-GB CUDA build.
-"${pip[@]}" torch==2.13.0
+# torch and torchvision first, alone, pinned (the builds on the machine's local disk): a requirement that admits
+# another release would pull a multi-GB build from the registry.
+"${pip[@]}" torch==2.14.1 torchvision==0.29.1
 "${pip[@]}" -e '.[dev]'
-.venv/bin/python -m pip check
+# lerobot (SmolVLA backend, LeRobotDataset export): its requirements, then lerobot itself without its torch pins.
+"${pip[@]}" -r requirements/lerobot.txt
+"${pip[@]}" --no-deps lerobot==0.4.4
+# Everything consistent, except lerobot's own pins and the extras we leave out (requirements/lerobot.txt).
+problems=$(.venv/bin/python -m pip check 2>&1 | grep -v '^lerobot 0\.4\.4 \|^No broken requirements' || true)
+if [ -n "$problems" ]; then echo "install: pip check found broken requirements:"; echo "$problems"; exit 1; fi
 .venv/bin/python -m ipykernel install --sys-prefix --name salus --display-name 'Python (salus)' >/dev/null
 echo "install: done ($(.venv/bin/python -c 'import torch, salus; print("salus", salus.__version__, "torch", torch.__version__)'))"

@@ -18,7 +18,7 @@ PARAMS = textwrap.dedent("""\
         smoke: {torch_threads: 1}
     envs: {image_size: 64, control_hz: 10, collision_force: 60, seen_tasks: [lift_red, open_drawer], unseen_tasks: [lift_blue]}
     demos: {episodes_per_task: 1, action_noise: 0.0, grasp_noise: 0.0}
-    policy: {members: 2, image_size: 32, chunk_size: 4, epochs: 1, batch_size: 8, lr: 0.001,
+    policy: {members: 2, image_size: 32, chunk_size: 4, epochs: 1, batch_size: 8, lr: 0.001, goal_weight: 1.0, shift_pixels: 2,
              eval_episodes_per_task: 1, eval_shift: {pose: 0.02}}
     """)
 

@@ -103,3 +103,37 @@ def test_failure_labels_follow_the_definition():
         start += L
     assert (np.diff(y.astype(int), axis=1) >= 0).all()               # a longer horizon never un-labels a step
     with pytest.raises(ValueError, match='positive seconds'): horizon_steps([0.5, -1], 10)
+
+def test_fsspec_url_store():
+    "A store at an fsspec URL (here the in-memory filesystem) behaves as a local one, including the crash-safe tail cut."
+    url = f'memory://salus-test-{np.random.default_rng().integers(1 << 30)}/s.zarr'
+    s = EpisodeStore.create(url, SCHEMA, attrs={'kind': 'test'})
+    for i, T in enumerate([3, 5]): s.append_episode(episode(T, i), {'task': f't{i}', 'seed': i})
+    zarr.open_group(url, mode='r+')['data/state'].append(np.ones((4, 3), 'float32'))   # a crash mid-episode
+    r = EpisodeStore.open(url, mode='a')
+    assert (len(r), r.n_steps) == (2, 8) and r.episode(1)['state'].tolist() == [[1, 1, 1]] * 5
+    assert zarr.open_group(url, mode='r')['data/state'].shape[0] == 8
+    with pytest.raises(StoreError, match='already exists'): EpisodeStore.create(url, SCHEMA)
+
+def test_export_lerobot_reads_back(tmp_path):
+    "The demonstrations written with lerobot's own writer read back with LeRobotDataset: frames, states, actions."
+    pytest.importorskip('lerobot', reason='lerobot is installed by `make install`')
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from salus.data import export_lerobot
+    envs = EnvsParams(image_size=32, control_hz=10, collision_force=60, seen_tasks=['lift_red', 'open_drawer'], unseen_tasks=[])
+    record_demonstrations(tmp_path/'d.zarr', envs, DemosParams(episodes_per_task=1, action_noise=0.0, grasp_noise=0.0), seed=0, progress=False)
+    store = EpisodeStore.open(tmp_path/'d.zarr')
+    export_lerobot(store, tmp_path/'lerobot', repo_id='salus/test', progress=False)
+    back = LeRobotDataset('salus/test', root=tmp_path/'lerobot')
+    assert back.num_episodes == 2 and len(back) == store.n_steps and back.fps == 10
+    rng = np.random.default_rng(0)
+    for i in rng.choice(store.n_steps, 5, replace=False):
+        e = int(np.searchsorted(store.episode_ends, i, side='right'))
+        frame = back[int(i)]
+        assert int(frame['episode_index']) == e and frame['task'] == str(store.meta()['instruction'][e])
+        for cam, key in (('front', 'observation.images.camera1'), ('wrist', 'observation.images.camera2')):
+            img = (frame[key].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            assert np.array_equal(img, store.data(cam)[i])
+        assert np.array_equal(frame['observation.state'].numpy(), store.data('state')[i])
+        assert np.array_equal(frame['action'].numpy(), store.data('action')[i])
+    with pytest.raises(FileExistsError): export_lerobot(store, tmp_path/'lerobot', progress=False)

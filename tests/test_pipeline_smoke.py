@@ -26,6 +26,15 @@ def test_smoke_pipeline_reproduces(smoke_copy):
     metrics = json.loads((smoke_copy/'metrics/demos.json').read_text())
     assert metrics['episodes'] == len(demos) and set(metrics['tasks']) == set(params.envs.seen_tasks)
     assert (smoke_copy/'reports/demos.ipynb').is_file()
+    policy = json.loads((smoke_copy/'metrics/policy.json').read_text())
+    assert policy['members'] == params.policy.members
+    for condition, tasks in [('seen', params.envs.seen_tasks), ('unseen', params.envs.unseen_tasks),
+                             ('seen_shifted', params.envs.seen_tasks), ('seen_wrong_instruction', params.envs.seen_tasks)]:
+        assert policy[condition]['episodes'] == params.policy.eval_episodes_per_task * len(tasks)
+        assert set(policy[condition]['per_task']) == set(tasks)
+    assert (smoke_copy/'checkpoints/policy/weights.pt').is_file()
+    losses = (smoke_copy/'plots/policy_loss.csv').read_text().splitlines()
+    assert losses[0].startswith('epoch,member,loss') and len(losses) == 1 + params.policy.epochs * params.policy.members
 
 def test_second_repro_does_nothing_and_status_is_clean(smoke_copy):
     assert ran(smoke_copy) == []
@@ -35,8 +44,8 @@ def test_changing_one_param_reruns_only_its_readers(smoke_copy):
     params_file = smoke_copy/'params.yaml'
     text = params_file.read_text()
     params_file.write_text(text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}'))
-    assert ran(smoke_copy) == []                      # no stage reads `runtime` yet
+    assert ran(smoke_copy) == ['train_policy']        # the only stage that reads `runtime` so far
     params_file.write_text(text.replace('smoke: {episodes_per_task: 2}', 'smoke: {episodes_per_task: 3}'))
-    assert ran(smoke_copy) == ['demos']
+    assert ran(smoke_copy) == ['demos', 'train_policy']   # new demonstrations: the policy retrains
     assert len(EpisodeStore.open(smoke_copy/'stores/demos.zarr')) == 3 * len(load_params(params_file).envs.seen_tasks)
     assert ran(smoke_copy) == []

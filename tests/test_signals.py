@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from salus.signals import SEED_SIGNALS, SIGNALS, SignalExtractor
+from salus.signals import SEED_SIGNALS, SIGNALS, FeatureNovelty, SignalExtractor
 
-ALL = tuple(SIGNALS)
+EXTRA_INPUTS = ('sample_dispersion', 'knn_novelty', 'mahalanobis_novelty')   # need samples / embeddings at step()
+ALL = tuple(n for n in SIGNALS if n not in EXTRA_INPUTS)
 DISAGREEMENT = ('epistemic', 'action_variance', 'max_variance', 'chunk_disagreement')
 finite = st.floats(-50, 50, allow_nan=False, width=32)
 
@@ -70,3 +71,43 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r'chunks must be \(K, B=2, T, A\)'): ex.step(np.zeros((3, 1, 4, 7)), np.zeros((1, 7)))
     with pytest.raises(ValueError, match='not finite'): ex.step(np.full((3, 2, 4, 7), np.inf), np.zeros((2, 7)))
     with pytest.raises(ValueError, match='executed must be'): ex.step(np.zeros((3, 2, 4, 7)), np.zeros((2, 6)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(one=arrays(np.float64, (1, 2, 4, 7), elements=finite), n=st.integers(2, 6))
+def test_identical_samples_give_zero_dispersion(one, n):
+    ex = SignalExtractor(('sample_dispersion',), batch_size=2)
+    out = ex.step(np.repeat(one, 3, 0), one[0, :, 0], samples=np.repeat(one, n, 0))
+    assert np.allclose(out, 0, atol=1e-5)
+
+@settings(max_examples=25, deadline=None)
+@given(ref=arrays(np.float64, (40, 5), elements=st.floats(-20, 20, allow_nan=False, width=32)),
+       emb=arrays(np.float64, (2, 5), elements=finite), shift=st.floats(-10, 10))
+def test_novelty_is_finite_nonnegative_and_translation_invariant(ref, emb, shift):
+    base = FeatureNovelty(ref, k=3)
+    moved = FeatureNovelty(ref + shift, k=3)
+    well_conditioned = np.linalg.svd(ref - ref.mean(0), compute_uv=False).min() > 1e-2  # else null directions are arbitrary
+    for a, b in [(base.knn(emb), moved.knn(emb + shift)), (base.mahalanobis(emb), moved.mahalanobis(emb + shift))]:
+        assert np.isfinite(a).all() and (a >= 0).all() and np.isfinite(b).all()
+        if well_conditioned: assert np.allclose(a, b, rtol=1e-3, atol=1e-3)
+
+def test_novelty_ranks_in_distribution_below_out_of_distribution():
+    rng = np.random.default_rng(0)
+    nov = FeatureNovelty(rng.normal(size=(2000, 16)), k=5)
+    inside, outside = rng.normal(size=(200, 16)), rng.normal(size=(200, 16)) + 3.0
+    assert np.median(nov.knn(inside)) == pytest.approx(1.0, abs=0.2)     # scaled to the references' median
+    assert nov.knn(outside).min() > nov.knn(inside).max() * 0.9 and nov.mahalanobis(outside).mean() > 2 * nov.mahalanobis(inside).mean()
+
+def test_novelty_save_load_and_bad_input(tmp_path):
+    rng = np.random.default_rng(1)
+    nov = FeatureNovelty(rng.normal(size=(50, 4)), k=3)
+    nov.save(tmp_path/'n.npz')
+    emb = rng.normal(size=(3, 4))
+    again = FeatureNovelty.load(tmp_path/'n.npz')
+    assert np.array_equal(again.knn(emb), nov.knn(emb)) and np.array_equal(again.mahalanobis(emb), nov.mahalanobis(emb))
+    with pytest.raises(ValueError, match=r'embedding must be \(B, 4\)'): nov.knn(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match='not finite'): nov.mahalanobis(np.full((1, 4), np.inf))
+    with pytest.raises(ValueError, match='k must be'): FeatureNovelty(np.zeros((3, 4)), k=3)
+    ex = SignalExtractor(('knn_novelty',), batch_size=2, novelty=nov)
+    with pytest.raises(ValueError, match='needs embedding'): ex.step(np.zeros((2, 2, 4, 7)), np.zeros((2, 7)))
+    with pytest.raises(ValueError, match='B=2 rows'): ex.step(np.zeros((2, 2, 4, 7)), np.zeros((2, 7)), embedding=np.zeros((3, 4)))

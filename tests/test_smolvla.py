@@ -1,0 +1,92 @@
+"The SmolVLA backend on a tiny, randomly initialised SmolVLA built offline: lerobot's real model and processors."
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('lerobot', reason='lerobot is installed by `make install` (requirements/lerobot.txt)')
+from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
+
+from salus.vla import VLAEnsemble, VLAObservation, VLAPolicy
+from salus.vla.smolvla import SmolVLAAdapter, SmolVLABackend, tiny_smolvla_config, tiny_smolvlm
+
+@pytest.fixture(scope='module')
+def vlm(tmp_path_factory):
+    return tiny_smolvlm(tmp_path_factory.mktemp('smolvlm'))
+
+def policy(vlm, seed, **kw):
+    config = tiny_smolvla_config(vlm, **kw)
+    torch.manual_seed(seed)
+    return SmolVLAPolicy(config), make_smolvla_pre_post_processors(config, None)
+
+def observation(B=2, seed=0):
+    rng = np.random.default_rng(seed)
+    img = lambda: rng.integers(0, 256, (B, 96, 96, 3), dtype=np.uint8)
+    return VLAObservation(img(), img(), rng.normal(size=(B, 11)), ['lift the red cube', 'open the drawer'][:B])
+
+def test_batch_has_the_seeds_keys_and_dtypes(vlm):
+    p, procs = policy(vlm, 0)
+    batch = SmolVLABackend([p], [procs], members=3)._batch(observation())
+    assert {'observation.images.camera1', 'observation.state', 'observation.language.tokens',
+            'observation.language.attention_mask'} <= set(batch)
+    assert batch['observation.images.camera1'].dtype == torch.float32 and batch['observation.language.attention_mask'].dtype == torch.bool
+    assert batch['observation.language.tokens'].shape[0] == 2
+
+def test_noise_sample_members_disagree_identical_checkpoints_do_not(vlm):
+    p, procs = policy(vlm, 0)
+    backend = SmolVLABackend([p], [procs], members=3)
+    assert isinstance(backend, VLAPolicy)
+    chunks, emb = backend.member_chunks(observation(), torch.Generator().manual_seed(0))
+    assert chunks.shape == (3, 2, 4, 7) and emb.shape[:2] == (3, 2) and np.isfinite(chunks).all()
+    assert chunks.std(0).mean() > 1e-4   # K noise draws of one flow: the samples disperse
+    seq, _ = backend.member_chunks(observation(), torch.Generator().manual_seed(0), batched=False)
+    assert np.allclose(seq, chunks, atol=1e-4)   # one batched forward == K calls
+    # K checkpoints share one noise draw: two copies of the same weights give zero spread, and member 0 is the
+    # checkpoint alone
+    p2, procs2 = policy(vlm, 0)
+    g = lambda: torch.Generator().manual_seed(3)
+    twins = SmolVLABackend([p, p2], [procs, procs2]).member_chunks(observation(), g())[0]
+    assert np.abs(twins.std(0)).max() < 1e-6
+    alone = SmolVLABackend([p], [procs], members=1).member_chunks(observation(), g())[0]
+    assert np.allclose(twins[0], alone[0], atol=1e-5)
+    p3, procs3 = policy(vlm, 1)   # different initialisation: real disagreement
+    assert SmolVLABackend([p, p3], [procs, procs3]).member_chunks(observation(), g())[0].std(0).mean() > 1e-4
+
+def test_action_adapter_pads_the_checkpoints_action(vlm):
+    p, procs = policy(vlm, 0, action_dim=6)   # the seeds padded SmolVLA's 6-D action to the env's 7-D
+    chunks, _ = SmolVLABackend([p], [procs], members=2).member_chunks(observation(), torch.Generator().manual_seed(0))
+    assert chunks.shape == (2, 2, 4, 7) and np.all(chunks[..., 6] == 0) and np.abs(chunks[..., :6]).sum() > 0
+
+@pytest.mark.parametrize('n_ckpt', [1, 2])
+def test_save_load_round_trip_is_exact(vlm, tmp_path, n_ckpt):
+    pairs = [policy(vlm, s) for s in range(n_ckpt)]
+    backend = SmolVLABackend([p for p, _ in pairs], [q for _, q in pairs], members=3 if n_ckpt == 1 else None,
+                             adapter=SmolVLAAdapter(cameras={'front': 'observation.images.camera1'}))
+    for p, _ in pairs:   # move off the initialisation so a silent re-init would show
+        for w in p.model.action_out_proj.parameters(): w.data += 0.05
+    before = backend.member_chunks(observation(), torch.Generator().manual_seed(1))[0]
+    backend.save(tmp_path/'ckpt')
+    again = SmolVLABackend.load(tmp_path/'ckpt')
+    assert again.members == backend.members
+    assert np.array_equal(again.member_chunks(observation(), torch.Generator().manual_seed(1))[0], before)
+
+def test_predict_api_and_bad_input(vlm, tmp_path):
+    p, procs = policy(vlm, 0)
+    ens = VLAEnsemble(SmolVLABackend([p], [procs], members=3), batch_size=1)
+    obs = observation(1)
+    action, signals = ens.predict({'front': obs.front[0], 'wrist': obs.wrist[0]}, obs.state[0], 'lift the red cube')
+    assert action.shape == (1, 7) and signals.shape == (1, 6) and np.isfinite(signals).all()
+    with pytest.raises(ValueError, match='uint8'):
+        ens.predict({'front': obs.front.astype(np.float32), 'wrist': obs.wrist}, obs.state, 'x')
+    with pytest.raises(ValueError, match='non-empty'):
+        ens.predict({'front': obs.front, 'wrist': obs.wrist}, obs.state, '  ')
+    with pytest.raises(ValueError, match='state must have 11 values'):
+        ens.predict({'front': obs.front, 'wrist': obs.wrist}, np.zeros((1, 9)), 'x')
+    with pytest.raises(FileNotFoundError, match='no such folder'):
+        SmolVLABackend.from_pretrained(tmp_path/'missing')
+    with pytest.raises(FileNotFoundError, match='config.json missing'):
+        SmolVLABackend.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match='no image feature'):
+        SmolVLABackend([p], [procs], adapter=SmolVLAAdapter(cameras={'wrist': 'observation.images.camera2'}))
+    with pytest.raises(ValueError, match='unknown env camera'):
+        SmolVLAAdapter(cameras={'left': 'observation.images.camera1'})
