@@ -20,6 +20,8 @@ PARAMS = textwrap.dedent("""\
     demos: {episodes_per_task: 1, action_noise: 0.0, grasp_noise: 0.0}
     policy: {members: 2, image_size: 32, chunk_size: 4, epochs: 1, batch_size: 8, lr: 0.001, goal_weight: 1.0, shift_pixels: 2,
              eval_episodes_per_task: 1, eval_shift: {pose: 0.02}}
+    signals: {active: [epistemic, smoothness, sample_dispersion], trend_window: 5, samples: 2, novelty_k: 3, novelty_reference: 16}
+    collect: {episodes_per_task: 1, shifts: {nominal: {}}, backend: serial, workers: 1}
     """)
 
 @pytest.fixture

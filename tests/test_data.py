@@ -137,3 +137,13 @@ def test_export_lerobot_reads_back(tmp_path):
         assert np.array_equal(frame['observation.state'].numpy(), store.data('state')[i])
         assert np.array_equal(frame['action'].numpy(), store.data('action')[i])
     with pytest.raises(FileExistsError): export_lerobot(store, tmp_path/'lerobot', progress=False)
+
+def test_nan_signal_rows_are_refused(tmp_path):
+    schema = StoreSchema(data={'signals': ((2,), 'float32')}, meta={'task': 'str'})
+    s = EpisodeStore.create(tmp_path/'r.zarr', schema)
+    s.append_episode({'signals': np.zeros((3, 2))}, {'task': 'a'})
+    bad = np.zeros((2, 2)); bad[1, 0] = np.nan
+    with pytest.raises(StoreError, match=r'data/signals: non-finite value at \[1, 0\]'): s.append_episode({'signals': bad}, {'task': 'b'})
+    g = zarr.open_group(tmp_path/'r.zarr', mode='r+')
+    g['data/signals'][1] = [np.nan, 0]   # damage on disk
+    with pytest.raises(StoreError, match='data/signals has non-finite values in row 1'): EpisodeStore.open(tmp_path/'r.zarr')

@@ -21,7 +21,7 @@ def edited(params_file, old, new):
     return params_file
 
 @pytest.mark.parametrize('old,new,message', [
-    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy)'),
+    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect)'),
     ('  device: cpu', '  device: cpu\n  threads: 4', 'runtime.threads: unknown key (allowed here: profiles, device, torch_threads)'),
     ('seed: 0', 'seed: zero', "seed: Input should be a valid integer"),
     ('torch_threads: 2', 'torch_threads: [2]', 'runtime.torch_threads: Input should be a valid integer'),
@@ -39,6 +39,10 @@ def edited(params_file, old, new):
     ('episodes_per_task: 1', 'episodes_per_task: 0', 'demos.episodes_per_task: Input should be greater than or equal to 1'),
     ('eval_shift: {pose: 0.02}', 'eval_shift: {pose: 0.02, gravity: 2}', 'policy: eval_shift: gravity: Extra inputs are not permitted'),
     ('eval_shift: {pose: 0.02}', 'eval_shift: {pose: 5}', 'policy: eval_shift: pose: Input should be less than or equal to 0.1'),
+    ('active: [epistemic, smoothness, sample_dispersion]', 'active: [epistemic, vibes]', "signals: unknown signal(s) ['vibes']"),
+    ('samples: 2', 'samples: 1', 'signals: sample_dispersion needs samples ≥ 2'),
+    ('backend: serial', 'backend: mpi', "collect.backend: Input should be 'serial', 'local' or 'ray' (got 'mpi')"),
+    ('shifts: {nominal: {}}', 'shifts: {nominal: {pose: 9}}', 'collect: shifts.nominal: pose: Input should be less than or equal to 0.1'),
 ])
 def test_bad_key_or_value_is_named(params_file, old, new, message):
     with pytest.raises(ParamsError) as err: load_params(edited(params_file, old, new))

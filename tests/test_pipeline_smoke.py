@@ -35,6 +35,16 @@ def test_smoke_pipeline_reproduces(smoke_copy):
     assert (smoke_copy/'checkpoints/policy/weights.pt').is_file()
     losses = (smoke_copy/'plots/policy_loss.csv').read_text().splitlines()
     assert losses[0].startswith('epoch,member,loss') and len(losses) == 1 + params.policy.epochs * params.policy.members
+    language = json.loads((smoke_copy/'metrics/language.json').read_text())
+    assert language['rollouts'] == 2 * params.policy.eval_episodes_per_task and 0 <= language['followed'] <= language['rollouts']
+    rollouts = EpisodeStore.open(smoke_copy/'stores/rollouts.zarr')
+    tasks = params.envs.seen_tasks + params.envs.unseen_tasks
+    assert len(rollouts) == params.collect.episodes_per_task * len(params.collect.shifts) * len(tasks)
+    assert rollouts.attrs['signal_names'] == params.signals.active
+    collection = json.loads((smoke_copy/'metrics/collection.json').read_text())
+    assert collection['episodes'] == len(rollouts) and set(collection['by_task']) == set(tasks)
+    assert sum(collection['by_split']['seen'].get(k, 0) for k in ('success', 'collision', 'drop', 'miss', 'timeout')) \
+        == params.collect.episodes_per_task * len(params.collect.shifts) * len(params.envs.seen_tasks)
 
 def test_second_repro_does_nothing_and_status_is_clean(smoke_copy):
     assert ran(smoke_copy) == []
@@ -44,8 +54,8 @@ def test_changing_one_param_reruns_only_its_readers(smoke_copy):
     params_file = smoke_copy/'params.yaml'
     text = params_file.read_text()
     params_file.write_text(text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}'))
-    assert ran(smoke_copy) == ['train_policy']        # the only stage that reads `runtime` so far
+    assert ran(smoke_copy) == ['collect', 'language_check', 'train_policy']   # the stages that read `runtime`
     params_file.write_text(text.replace('smoke: {episodes_per_task: 2}', 'smoke: {episodes_per_task: 3}'))
-    assert ran(smoke_copy) == ['demos', 'train_policy']   # new demonstrations: the policy retrains
+    assert ran(smoke_copy) == ['collect', 'demos', 'language_check', 'train_policy']   # everything downstream reruns
     assert len(EpisodeStore.open(smoke_copy/'stores/demos.zarr')) == 3 * len(load_params(params_file).envs.seen_tasks)
     assert ran(smoke_copy) == []
