@@ -5,8 +5,8 @@
 # %% ../nbs/04a_collect.ipynb #a3d973a5
 from __future__ import annotations
 
-import json, os, time
-from dataclasses import asdict, dataclass
+import json, os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -164,9 +164,9 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
                      progress:bool=True) -> EpisodeStore:
     "Roll out every spec not yet in the store, in order; return the store."
     from tqdm.auto import tqdm
-    from salus.vla import EmbeddedVLA
-    meta = json.loads((Path(cfg.policy_path)/'config.json').read_text()) if Path(cfg.policy_path, 'config.json').is_file() else None
-    if meta is None: raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint (config.json missing)")
+    checkpoint = Path(cfg.policy_path)/'config.json'
+    if not checkpoint.is_file(): raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint (config.json missing)")
+    meta = json.loads(checkpoint.read_text())
     vla_cfg = meta['config']
     emb_dim = meta['members'] * vla_cfg['hidden']
     schema = rollouts_schema(cfg.envs['image_size'], meta['members'], vla_cfg['chunk_size'], len(cfg.signals), emb_dim)
@@ -197,7 +197,6 @@ def demo_embeddings(vla, # an `EmbeddedVLA`
                     store:EpisodeStore, # the demonstrations
                     max_steps:int=2048, batch_size:int=64, progress:bool=True) -> np.ndarray:
     "Embeddings (N, K*D) of up to `max_steps` evenly spaced demonstration steps."
-    import torch
     from tqdm.auto import tqdm
     from salus.vla import VLAObservation
     if len(store) == 0: raise ValueError(f"{store.path}: no demonstrations to fit the novelty reference on")

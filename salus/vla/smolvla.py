@@ -5,7 +5,7 @@
 # %% ../../nbs/02b_smolvla.ipynb #5909b589
 from __future__ import annotations
 
-import json, os
+import json, os, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -154,8 +154,9 @@ class SmolVLABackend:
             local = Path(path)
             if local.exists() and not (local/'config.json').is_file():
                 raise FileNotFoundError(f"{local}: not a SmolVLA checkpoint folder (config.json missing)")
-            if not local.exists() and (str(path).startswith(('.', '/', '~')) or os.environ.get('HF_HUB_OFFLINE') == '1'):
-                raise FileNotFoundError(f"SmolVLA checkpoint {path}: no such folder" + (" (and HF_HUB_OFFLINE=1)" if not str(path).startswith(('.', '/', '~')) else ""))
+            hub_name = not str(path).startswith(('.', '/', '~'))
+            if not local.exists() and (not hub_name or os.environ.get('HF_HUB_OFFLINE') == '1'):
+                raise FileNotFoundError(f"SmolVLA checkpoint {path}: no such folder" + (" (and HF_HUB_OFFLINE=1: no hub)" if hub_name else ""))
             from lerobot.configs.policies import PreTrainedConfig
             config = PreTrainedConfig.from_pretrained(path)
             if not isinstance(config, SmolVLAConfig): raise ValueError(f"{path}: a {type(config).__name__} checkpoint, not SmolVLA")
@@ -172,9 +173,10 @@ class SmolVLABackend:
                 post = Pipeline.from_pretrained(local, config_filename='policy_postprocessor.json', overrides={},
                                                 to_transition=policy_action_to_transition, to_output=transition_to_policy_action)
             else:  # no saved pipeline (older checkpoints): lerobot's default one, without normalisation statistics
-                config.vlm_model_name = tok
+                warnings.warn(f"{path}: no saved processors (policy_preprocessor.json); states and actions are not normalised")
+                vlm, config.vlm_model_name = config.vlm_model_name, tok  # the default pipeline reads its tokenizer from here
                 pre, post = make_processors(config, None)
-                config.vlm_model_name = str(vlm_path) if vlm_path is not None else config.vlm_model_name
+                config.vlm_model_name = vlm
             policies.append(policy.to(device)); processors.append((pre, post))
             if adapter is None and local.is_dir() and (local/'salus_adapter.json').is_file():
                 adapter = SmolVLAAdapter(**json.loads((local/'salus_adapter.json').read_text()))
