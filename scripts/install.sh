@@ -18,6 +18,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# A recent pip first: the pip that Debian's venv bundles (23.0) spends tens of minutes re-reading installed metadata
+# while resolving against our full constraints file next to torch's CUDA packages.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt)
 # torch and torchvision first, alone, pinned (the builds on the machine's local disk): a requirement that admits
 # another release would pull a multi-GB build from the registry.
