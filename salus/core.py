@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 # %% auto #0
 __all__ = ['Profile', 'PROFILES', 'ParamsError', 'ParamsGroup', 'RuntimeParams', 'SalusParams', 'EnvsParams', 'PolicyParams',
-           'DemosParams', 'SignalsParams', 'CollectParams', 'load_params', 'set_profile', 'derive_seed',
-           'seed_everything', 'ProjectPaths', 'StageFailed', 'find_stage_notebook', 'stage_parameters', 'run_stage',
-           'salus_stage', 'new_pipeline_notebook', 'copy_project', 'dvc', 'prepare_external_data', 'salus_prepare_data',
-           'reproduce_in_scratch', 'salus_repro_scratch']
+           'DemosParams', 'SignalsParams', 'CollectParams', 'PredictorParams', 'load_params', 'set_profile',
+           'derive_seed', 'seed_everything', 'ProjectPaths', 'StageFailed', 'find_stage_notebook', 'stage_parameters',
+           'run_stage', 'salus_stage', 'new_pipeline_notebook', 'copy_project', 'dvc', 'prepare_external_data',
+           'salus_prepare_data', 'reproduce_in_scratch', 'salus_repro_scratch']
 
 # %% ../nbs/00_core.ipynb #29119b75
 Profile = Literal['default', 'smoke', 'gpu']
@@ -60,6 +60,7 @@ class SalusParams(BaseModel):
     policy: PolicyParams
     signals: SignalsParams
     collect: CollectParams
+    predictor: PredictorParams
 
     def groups(self) -> dict[str, ParamsGroup]:
         "The params groups, by name."
@@ -149,6 +150,36 @@ class CollectParams(ParamsGroup):
     def _check_shifts(self):
         problems = [p for n, f in self.shifts.items() if (p := _shift_problems(f"shifts.{n}", f))]
         if problems: raise ValueError('; '.join(problems))
+        return self
+
+class PredictorParams(ParamsGroup):
+    "The SALUS failure predictor: candidates, training, calibration and alarm thresholds (stage `train_predictor`, salus.predictor)."
+    horizons_s: list[float] = Field(min_length=1)  # prediction horizons, seconds
+    window: int = Field(ge=1, le=256)  # signal vectors per prediction
+    architectures: list[Literal['mlp', 'gru', 'conv']] = Field(min_length=1)  # candidates; the best on validation is kept
+    hidden: int = Field(ge=1, le=1024)
+    dropout: float = Field(ge=0, lt=1)
+    epochs: int = Field(ge=1, le=10_000)
+    patience: int = Field(ge=1, le=10_000)  # early stopping on the validation loss
+    batch_size: int = Field(ge=1, le=65_536)
+    lr: float = Field(gt=0, le=1)
+    weight_decay: float = Field(ge=0, le=1)
+    splits: dict[str, float]  # fractions of the seen episodes: train, val, calib, test (unseen tasks are a split of their own)
+    alphas: list[float] = Field(min_length=1)  # false-alarm rates on successful episodes that thresholds are calibrated for
+    seeds: int = Field(ge=1, le=100)  # predictors trained, each with its own split and initialisation
+
+    @model_validator(mode='after')
+    def _check(self):
+        "Horizons positive and distinct, the four splits named, alphas in (0, 1)."
+        import math
+        if any(not math.isfinite(h) or h <= 0 for h in self.horizons_s): raise ValueError(f"horizons_s must be positive seconds, got {self.horizons_s}")
+        if len(set(self.horizons_s)) != len(self.horizons_s): raise ValueError(f"horizons_s repeat: {self.horizons_s}")
+        if set(self.splits) != {'train', 'val', 'calib', 'test'}:
+            raise ValueError(f"splits must name exactly train, val, calib and test, got {sorted(self.splits)}")
+        bad = {k: v for k, v in self.splits.items() if not (0 <= v <= 1)}
+        if bad or self.splits['train'] <= 0 or self.splits['calib'] <= 0:
+            raise ValueError(f"split fractions must be in [0, 1] with train and calib > 0, got {self.splits}")
+        if any(not 0 < a < 1 for a in self.alphas): raise ValueError(f"alphas must be in (0, 1), got {self.alphas}")
         return self
 
 # %% ../nbs/00_core.ipynb #8c4828f3

@@ -22,6 +22,9 @@ PARAMS = textwrap.dedent("""\
              eval_episodes_per_task: 1, eval_shift: {pose: 0.02}}
     signals: {active: [epistemic, smoothness, sample_dispersion], trend_window: 5, samples: 2, novelty_k: 3, novelty_reference: 16}
     collect: {episodes_per_task: 1, shifts: {nominal: {}}, backend: serial, workers: 1}
+    predictor: {horizons_s: [0.2, 0.5, 1.0, 2.0], window: 4, architectures: [mlp], hidden: 8, dropout: 0.0, epochs: 2, patience: 2,
+                batch_size: 64, lr: 0.003, weight_decay: 0.0, splits: {train: 0.5, val: 0.2, calib: 0.2, test: 0.1},
+                alphas: [0.1], seeds: 1}
     """)
 
 @pytest.fixture

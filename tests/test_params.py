@@ -21,7 +21,7 @@ def edited(params_file, old, new):
     return params_file
 
 @pytest.mark.parametrize('old,new,message', [
-    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect)'),
+    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect, predictor)'),
     ('  device: cpu', '  device: cpu\n  threads: 4', 'runtime.threads: unknown key (allowed here: profiles, device, torch_threads)'),
     ('seed: 0', 'seed: zero', "seed: Input should be a valid integer"),
     ('torch_threads: 2', 'torch_threads: [2]', 'runtime.torch_threads: Input should be a valid integer'),
@@ -43,6 +43,10 @@ def edited(params_file, old, new):
     ('samples: 2', 'samples: 1', 'signals: sample_dispersion needs samples ≥ 2'),
     ('backend: serial', 'backend: mpi', "collect.backend: Input should be 'serial', 'local' or 'ray' (got 'mpi')"),
     ('shifts: {nominal: {}}', 'shifts: {nominal: {pose: 9}}', 'collect: shifts.nominal: pose: Input should be less than or equal to 0.1'),
+    ('architectures: [mlp]', 'architectures: [lstm]', "predictor.architectures.0: Input should be 'mlp', 'gru' or 'conv'"),
+    ('calib: 0.2, test: 0.1', 'calib: 0.2, holdout: 0.1', 'predictor: splits must name exactly train, val, calib and test'),
+    ('alphas: [0.1]', 'alphas: [1.5]', 'predictor: alphas must be in (0, 1)'),
+    ('horizons_s: [0.2, 0.5, 1.0, 2.0]', 'horizons_s: [0.5, -1]', 'predictor: horizons_s must be positive seconds'),
 ])
 def test_bad_key_or_value_is_named(params_file, old, new, message):
     with pytest.raises(ParamsError) as err: load_params(edited(params_file, old, new))

@@ -7,6 +7,7 @@ import pytest
 
 from salus.core import dvc, load_params, reproduce_in_scratch
 from salus.data import EpisodeStore
+from salus.predictor import ConformalThresholds, load_predictor
 from conftest import REPO
 
 def ran(root) -> list[str]:
@@ -45,6 +46,18 @@ def test_smoke_pipeline_reproduces(smoke_copy):
     assert collection['episodes'] == len(rollouts) and set(collection['by_task']) == set(tasks)
     assert sum(collection['by_split']['seen'].get(k, 0) for k in ('success', 'collision', 'drop', 'miss', 'timeout')) \
         == params.collect.episodes_per_task * len(params.collect.shifts) * len(params.envs.seen_tasks)
+    predictor = json.loads((smoke_copy/'metrics/predictor.json').read_text())
+    assert predictor['architecture'] in params.predictor.architectures and predictor['seeds'] == params.predictor.seeds
+    assert predictor['signal_names'] == params.signals.active
+    for s in range(params.predictor.seeds):
+        folder = smoke_copy/f'checkpoints/predictor/seed{s}'
+        model, thresholds = load_predictor(folder), ConformalThresholds.load(folder/'thresholds.json')
+        assert model.config.signal_names == params.signals.active and thresholds.alphas == params.predictor.alphas
+        splits = {k: set(v) for k, v in json.loads((folder/'splits.json').read_text()).items()}
+        assert set().union(*splits.values()) == set(range(len(rollouts)))
+        assert sum(map(len, splits.values())) == len(rollouts)                         # disjoint
+        unseen = {i for i, split in enumerate(rollouts.meta()['split']) if split == 'unseen'}
+        assert splits['unseen'] == unseen and not unseen & (splits['train'] | splits['val'] | splits['calib'])
 
 def test_second_repro_does_nothing_and_status_is_clean(smoke_copy):
     assert ran(smoke_copy) == []
@@ -54,8 +67,8 @@ def test_changing_one_param_reruns_only_its_readers(smoke_copy):
     params_file = smoke_copy/'params.yaml'
     text = params_file.read_text()
     params_file.write_text(text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}'))
-    assert ran(smoke_copy) == ['collect', 'language_check', 'train_policy']   # the stages that read `runtime`
+    assert ran(smoke_copy) == ['collect', 'language_check', 'train_policy', 'train_predictor']   # the stages that read `runtime`
     params_file.write_text(text.replace('smoke: {episodes_per_task: 2}', 'smoke: {episodes_per_task: 3}'))
-    assert ran(smoke_copy) == ['collect', 'demos', 'language_check', 'train_policy']   # everything downstream reruns
+    assert ran(smoke_copy) == ['collect', 'demos', 'language_check', 'train_policy', 'train_predictor']   # everything downstream reruns
     assert len(EpisodeStore.open(smoke_copy/'stores/demos.zarr')) == 3 * len(load_params(params_file).envs.seen_tasks)
     assert ran(smoke_copy) == []

@@ -1,0 +1,163 @@
+"""The SALUS predictor on episode stores the tests make: it finds a real pre-failure structure and finds nothing in noise,
+its conformal thresholds hold their false-alarm rate on fresh successes, its splits cannot leak, and bad input fails
+clearly."""
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from salus.data import EpisodeStore, StoreError, StoreSchema
+from salus.predictor import (ARCHITECTURES, ConformalThresholds, PredictorConfig, PredictorError, PredictorStream, TrainConfig,
+                             average_precision, conformal_thresholds, fit_temperature, load_predictor, load_signal_episodes,
+                             roc_auc, save_predictor, signal_windows, split_episodes, synthetic_store, train_predictor)
+
+HORIZONS = [0.2, 0.5, 1.0, 2.0]
+
+def mem(tmp_path, name) -> str:
+    "An in-memory store URL unique to this test (fsspec's memory filesystem: the same code path, no disk)."
+    return f"memory://{tmp_path.name}/{name}"
+FRACTIONS = {'train': 0.5, 'val': 0.2, 'calib': 0.15, 'test': 0.15}
+
+def fit(store, arch='mlp', seed=0, epochs=30):
+    data = load_signal_episodes(store, HORIZONS)
+    sp = split_episodes(data, FRACTIONS, seed=seed)
+    cfg = PredictorConfig(data.signal_names, HORIZONS, data.control_hz, window=8, arch=arch)
+    model, _ = train_predictor(data, sp['train'], sp['val'], cfg, TrainConfig(epochs=epochs, seed=seed), progress=False)
+    return model, data, sp
+
+def held_out_auroc(model, data, sp, horizon=2):
+    test = data.subset(np.r_[sp['test'], sp['unseen']])
+    return roc_auc(model.predict_episodes(test)[:, horizon, -1], test.labels[:, horizon, -1])
+
+@pytest.mark.parametrize('arch', ARCHITECTURES)
+def test_learns_pre_failure_structure_and_not_noise(tmp_path, arch):
+    structured = synthetic_store(mem(tmp_path, 'structure'), structure=True, n_episodes=240, seed=1)
+    noise = synthetic_store(mem(tmp_path, 'noise'), structure=False, n_episodes=240, seed=1)
+    auc_structure = held_out_auroc(*fit(structured, arch))
+    auc_noise = held_out_auroc(*fit(noise, arch))
+    assert auc_structure > 0.75, auc_structure
+    assert abs(auc_noise - 0.5) < 0.1, auc_noise
+
+def test_conformal_thresholds_hold_false_alarm_rate_on_fresh_successes(tmp_path):
+    model, _, _ = fit(synthetic_store(mem(tmp_path, 'train'), n_episodes=240, seed=1))
+    # calibration and fresh episodes come from the same distribution, with many successes
+    calib = load_signal_episodes(synthetic_store(mem(tmp_path, 'calib'), n_episodes=600, unseen_fraction=0, seed=2), HORIZONS)
+    fresh = load_signal_episodes(synthetic_store(mem(tmp_path, 'fresh'), n_episodes=600, unseen_fraction=0, seed=3), HORIZONS)
+    ok = np.flatnonzero(~calib.failed)
+    half = len(ok) // 2
+    th = conformal_thresholds(model, calib, ok[:half], ok[half:], alphas=[0.1, 0.2])
+    n = th.n_calibration
+    assert n == half
+    succ = fresh.subset(np.flatnonzero(~fresh.failed))
+    curves = np.split(model.predict_episodes(succ), succ.episode_ends[:-1])
+    m = len(curves)
+    for alpha in (0.1, 0.2):
+        sd = np.sqrt(alpha * (1 - alpha) / m)
+        for kind in ('constant', 'functional'):
+            for h in range(len(HORIZONS)):
+                rate = np.mean([th.alarms(c, alpha, kind)[:, h, -1].any() for c in curves])
+                # conformal: alpha - 1/(n+1) <= E[rate] <= alpha; allow 3.5 binomial sds for the fresh sample
+                assert alpha - 1 / (n + 1) - 3.5 * sd <= rate <= alpha + 3.5 * sd, (kind, alpha, h, rate)
+
+def test_too_few_calibration_successes_give_no_alarms_and_a_warning(tmp_path):
+    model, data, sp = fit(synthetic_store(mem(tmp_path, 's'), n_episodes=120, seed=4), epochs=2)
+    two = np.flatnonzero(~data.failed & (data.meta['split'] == 'seen'))[:2]
+    with pytest.warns(UserWarning, match='too few for alpha=0.1'):
+        th = conformal_thresholds(model, data, two, [], alphas=[0.1])
+    assert np.isinf(th.constant).all()
+
+def test_splits_are_disjoint_and_unseen_tasks_never_train(tmp_path):
+    data = load_signal_episodes(synthetic_store(mem(tmp_path, 's'), n_episodes=200, seed=5), HORIZONS)
+    for seed in range(5):
+        sp = split_episodes(data, FRACTIONS, seed=seed)
+        sets = {k: set(v.tolist()) for k, v in sp.items()}
+        names = list(sets)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]: assert not sets[a] & sets[b], (a, b)
+        assert set().union(*sets.values()) == set(range(data.n_episodes))
+        unseen_tasks = set(data.meta['task'][data.meta['split'] == 'unseen'])
+        assert unseen_tasks and set(data.meta['task'][sp['unseen']]) == unseen_tasks
+        for name in ('train', 'val', 'calib', 'test'):
+            assert not set(data.meta['task'][sp[name]]) & unseen_tasks, name
+            assert data.failed[sp[name]].any() and (~data.failed[sp[name]]).any(), name   # stratified by outcome
+    cfg = PredictorConfig(data.signal_names, HORIZONS, data.control_hz, window=4)
+    with pytest.raises(PredictorError, match='seen tasks only'):
+        train_predictor(data, np.r_[sp['train'], sp['unseen'][:1]], sp['val'], cfg, TrainConfig(epochs=1), progress=False)
+    with pytest.raises(PredictorError, match='overlap'):
+        train_predictor(data, sp['train'], sp['train'][:3], cfg, TrainConfig(epochs=1), progress=False)
+    model, _ = train_predictor(data, sp['train'], sp['val'], cfg, TrainConfig(epochs=1), progress=False)
+    with pytest.raises(PredictorError, match='seen-task episodes only'):
+        conformal_thresholds(model, data, sp['unseen'], sp['val'], [0.1])
+
+def test_labels_follow_the_failure_step(tmp_path):
+    data = load_signal_episodes(synthetic_store(mem(tmp_path, 's'), n_episodes=30, seed=6), HORIZONS)
+    assert data.horizons == [2, 5, 10, 20]
+    np.testing.assert_array_equal(data.labels[..., -1], data.labels[..., :-1].max(-1))
+    for e in range(data.n_episodes):
+        y = data.subset([e]).labels[:, :, -1]
+        if not data.failed[e]: assert not y.any()
+        else:
+            T = data.lengths[e]
+            for j, h in enumerate(data.horizons): assert y[:, j].sum() == min(h, T) and y[-min(h, T):, j].all()
+
+@pytest.mark.parametrize('arch', ARCHITECTURES)
+def test_streaming_matches_batch_and_checkpoint_round_trips(tmp_path, arch):
+    model, data, sp = fit(synthetic_store(mem(tmp_path, 's'), n_episodes=60, seed=7), arch, epochs=3)
+    fit_temperature(model, data, sp['val'])
+    two = data.subset(sp['test'][:2])
+    stream = PredictorStream(model, n_envs=2)
+    a, b = two.subset([0]).signals, two.subset([1]).signals
+    T = min(len(a), len(b))
+    streamed = np.stack([stream.step(np.stack([a[t], b[t]])) for t in range(T)], 1)  # (2, T, H, K+1)
+    np.testing.assert_allclose(streamed[0], model.predict_episodes(two.subset([0]))[:T], atol=1e-6)
+    np.testing.assert_allclose(streamed[1], model.predict_episodes(two.subset([1]))[:T], atol=1e-6)
+    stream.reset(np.array([True, False]))
+    np.testing.assert_allclose(stream.step(np.stack([a[0], b[T]]))[0], streamed[0, 0], atol=1e-6)
+    save_predictor(model, tmp_path/'ckpt')
+    again = load_predictor(tmp_path/'ckpt')
+    np.testing.assert_array_equal(again.predict_episodes(two), model.predict_episodes(two))
+    assert again.config == model.config
+    th = conformal_thresholds(model, data, sp['calib'], sp['val'], [0.1, 0.2])
+    th.save(tmp_path/'th.json')
+    back = ConformalThresholds.load(tmp_path/'th.json')
+    np.testing.assert_array_equal(back.constant, th.constant)
+    np.testing.assert_array_equal(back.threshold(0.1, np.arange(5), 'functional'), th.threshold(0.1, np.arange(5), 'functional'))
+
+def test_ranking_metrics_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = int(rng.integers(5, 300))
+        y = rng.random(n) < rng.uniform(0.1, 0.9)
+        if y.all() or not y.any(): y[0] = not y[0]
+        s = rng.normal(size=n) + y * rng.uniform(0, 2)
+        if trial % 2: s = np.round(s, 1)  # ties
+        assert roc_auc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert average_precision(s, y) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    with pytest.raises(ValueError, match='one class only'): roc_auc([0.1, 0.2], [0, 0])
+    with pytest.raises(ValueError, match='non-finite'): average_precision([np.nan, 0.2], [0, 1])
+
+def test_bad_input_is_named(tmp_path):
+    store = synthetic_store(mem(tmp_path, 's'), n_episodes=20, seed=8)
+    with pytest.raises(PredictorError, match=r"no signal\(s\) \['vibes'\]"): load_signal_episodes(store, HORIZONS, ['vibes'])
+    with pytest.raises(ValueError, match='horizons must be positive'): load_signal_episodes(store, [0.5, -1])
+    bare = EpisodeStore.create(tmp_path/'bare.zarr', StoreSchema(data={'x': ((2,), 'float32')}, meta={'task': 'str'}))
+    bare.append_episode({'x': np.zeros((3, 2), np.float32)}, {'task': 'a'})
+    with pytest.raises(PredictorError, match='not a rollout store with signals'): load_signal_episodes(bare, HORIZONS)
+    with pytest.raises(StoreError, match='no episode store here'): load_signal_episodes(tmp_path/'nothing.zarr', HORIZONS)
+    data = load_signal_episodes(store, HORIZONS)
+    with pytest.raises(PredictorError, match="'unseen' is not a split"): split_episodes(data, {'train': 1, 'unseen': 1}, 0)
+    model = train_predictor(data, split_episodes(data, FRACTIONS, 0)['train'], [],
+                            PredictorConfig(data.signal_names, HORIZONS, 10, window=4), TrainConfig(epochs=1), progress=False)[0]
+    with pytest.raises(PredictorError, match=r'\(B, 4, 3\)'): model.predict_proba(np.zeros((2, 5, 3)))
+    with pytest.raises(PredictorError, match=r"non-finite value at index \[0, 0, 1\] \(signal 'noise_a'\)"):
+        model.predict_proba(np.where(np.arange(3) == 1, np.inf, 0.0) * np.ones((1, 4, 3)))
+    with pytest.raises(PredictorError, match='non-finite'): PredictorStream(model).step(np.array([[0, np.nan, 0]]))
+    with pytest.raises(PredictorError, match='unknown architecture'): PredictorConfig(['a'], HORIZONS, 10, arch='transformer')
+    with pytest.raises(FileNotFoundError, match='not a predictor checkpoint'): load_predictor(tmp_path)
+    with pytest.raises(PredictorError, match='no thresholds for alpha=0.3'):
+        ConformalThresholds([0.1], HORIZONS, ['any'], np.zeros((1, 4, 1)), np.zeros((2, 4, 1)), np.ones((2, 4, 1)),
+                            np.zeros((1, 4, 1)), 1).threshold(0.3)
+
+def test_windows_repeat_the_first_step_and_stay_inside_the_episode():
+    x = np.arange(7, dtype=np.float32)[:, None]
+    w = signal_windows(x, np.array([3, 7]), 2)[..., 0]
+    np.testing.assert_array_equal(w, [[0, 0], [0, 1], [1, 2], [3, 3], [3, 4], [4, 5], [5, 6]])
