@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 # %% auto #0
 __all__ = ['Profile', 'PROFILES', 'ParamsError', 'ParamsGroup', 'RuntimeParams', 'SalusParams', 'EnvsParams', 'PolicyParams',
-           'DemosParams', 'SignalsParams', 'CollectParams', 'PredictorParams', 'load_params', 'set_profile',
-           'derive_seed', 'seed_everything', 'ProjectPaths', 'StageFailed', 'find_stage_notebook', 'stage_parameters',
-           'run_stage', 'salus_stage', 'new_pipeline_notebook', 'copy_project', 'dvc', 'prepare_external_data',
-           'salus_prepare_data', 'reproduce_in_scratch', 'salus_repro_scratch']
+           'DemosParams', 'SignalsParams', 'CollectParams', 'PredictorParams', 'EvaluateParams', 'load_params',
+           'set_profile', 'derive_seed', 'seed_everything', 'ProjectPaths', 'StageFailed', 'find_stage_notebook',
+           'stage_parameters', 'run_stage', 'salus_stage', 'new_pipeline_notebook', 'copy_project', 'dvc',
+           'prepare_external_data', 'salus_prepare_data', 'reproduce_in_scratch', 'salus_repro_scratch']
 
 # %% ../nbs/00_core.ipynb #29119b75
 Profile = Literal['default', 'smoke', 'gpu']
@@ -61,6 +61,7 @@ class SalusParams(BaseModel):
     signals: SignalsParams
     collect: CollectParams
     predictor: PredictorParams
+    evaluate: EvaluateParams
 
     def groups(self) -> dict[str, ParamsGroup]:
         "The params groups, by name."
@@ -182,6 +183,23 @@ class PredictorParams(ParamsGroup):
         if any(not 0 < a < 1 for a in self.alphas): raise ValueError(f"alphas must be in (0, 1), got {self.alphas}")
         return self
 
+class EvaluateParams(ParamsGroup):
+    "SALUS against the baselines on the held-out episodes (stage `evaluate`, salus.evaluate)."
+    baselines: list[str] = Field(min_length=1)  # names from `salus.evaluate.BASELINES`
+    bootstrap: int = Field(ge=1, le=100_000)  # resamples of the held-out episodes for the confidence intervals
+    confidence: float = Field(gt=0, lt=1)  # of the bootstrap intervals
+    main_alpha: float = Field(gt=0, lt=1)  # the headline α (one of predictor.alphas)
+    table_horizon_s: float = Field(gt=0)  # the horizon of the results table's step AUROC (one of predictor.horizons_s)
+
+    @model_validator(mode='after')
+    def _check_baselines(self):
+        "Baselines known to `salus.evaluate` and named once."
+        from salus.evaluate import BASELINES
+        unknown = [n for n in self.baselines if n not in BASELINES]
+        if unknown: raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
+        if len(set(self.baselines)) != len(self.baselines): raise ValueError(f"baselines repeat: {self.baselines}")
+        return self
+
 # %% ../nbs/00_core.ipynb #8c4828f3
 def _known_keys(model:type[BaseModel], loc:tuple) -> list[str]:
     "Keys allowed in the mapping that holds `loc` (the last element of `loc` is the offending key)."
@@ -228,7 +246,14 @@ def load_params(path:str|Path='params.yaml', # the params file
             try: group.for_profile(p)
             except ValidationError as e: problems += _describe(e, type(group), (name, 'profiles', p))
     if problems: raise _params_error(path, problems)
-    return params.model_copy(update={n: g.for_profile(params.profile) for n, g in params.groups().items()})
+    resolved = params.model_copy(update={n: g.for_profile(params.profile) for n, g in params.groups().items()})
+    ev, pr = resolved.evaluate, resolved.predictor
+    if not any(abs(ev.main_alpha - a) < 1e-9 for a in pr.alphas):
+        problems.append(f"evaluate.main_alpha: {ev.main_alpha} is not one of predictor.alphas {pr.alphas}")
+    if not any(abs(ev.table_horizon_s - h) < 1e-9 for h in pr.horizons_s):
+        problems.append(f"evaluate.table_horizon_s: {ev.table_horizon_s} is not one of predictor.horizons_s {pr.horizons_s}")
+    if problems: raise _params_error(path, problems)
+    return resolved
 
 # %% ../nbs/00_core.ipynb #e77cc90d
 def set_profile(path:str|Path, # the params file to edit in place

@@ -103,7 +103,10 @@ class FeatureNovelty:
         self.precision = np.linalg.pinv(cov + reg * np.eye(len(cov)), hermitian=True)
         self._sq_ref = (ref ** 2).sum(1)
         self.knn_scale = 1.0
-        self.knn_scale = float(np.median(self._knn_raw(ref, exclude_self=True))) or 1.0
+        # the median kNN distance of the references, floored at 1e-3 of the cloud's RMS radius: when most references
+        # coincide the median is 0 up to rounding, and dividing by rounding noise would make the score arbitrary
+        floor = 1e-3 * float(np.sqrt(max(np.trace(cov), 0.0)))
+        self.knn_scale = max(float(np.median(self._knn_raw(ref, exclude_self=True))), floor) or 1.0
 
     def _knn_raw(self, emb, exclude_self=False):
         d2 = (emb ** 2).sum(1)[:, None] + self._sq_ref[None] - 2 * emb @ self.reference.T

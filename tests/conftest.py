@@ -25,6 +25,7 @@ PARAMS = textwrap.dedent("""\
     predictor: {horizons_s: [0.2, 0.5, 1.0, 2.0], window: 4, architectures: [mlp], hidden: 8, dropout: 0.0, epochs: 2, patience: 2,
                 batch_size: 64, lr: 0.003, weight_decay: 0.0, splits: {train: 0.5, val: 0.2, calib: 0.2, test: 0.1},
                 alphas: [0.1], seeds: 1}
+    evaluate: {baselines: [epistemic, logreg], bootstrap: 5, confidence: 0.95, main_alpha: 0.1, table_horizon_s: 1.0}
     """)
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def edited(params_file, old, new):
     return params_file
 
 @pytest.mark.parametrize('old,new,message', [
-    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect, predictor)'),
+    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect, predictor, evaluate)'),
     ('  device: cpu', '  device: cpu\n  threads: 4', 'runtime.threads: unknown key (allowed here: profiles, device, torch_threads)'),
     ('seed: 0', 'seed: zero', "seed: Input should be a valid integer"),
     ('torch_threads: 2', 'torch_threads: [2]', 'runtime.torch_threads: Input should be a valid integer'),
@@ -47,6 +47,9 @@ def edited(params_file, old, new):
     ('calib: 0.2, test: 0.1', 'calib: 0.2, holdout: 0.1', 'predictor: splits must name exactly train, val, calib and test'),
     ('alphas: [0.1]', 'alphas: [1.5]', 'predictor: alphas must be in (0, 1)'),
     ('horizons_s: [0.2, 0.5, 1.0, 2.0]', 'horizons_s: [0.5, -1]', 'predictor: horizons_s must be positive seconds'),
+    ('baselines: [epistemic, logreg]', 'baselines: [epistemic, oracle]', "evaluate: unknown baseline(s) ['oracle']"),
+    ('main_alpha: 0.1', 'main_alpha: 0.3', 'evaluate.main_alpha: 0.3 is not one of predictor.alphas [0.1]'),
+    ('table_horizon_s: 1.0', 'table_horizon_s: 3.0', 'evaluate.table_horizon_s: 3.0 is not one of predictor.horizons_s'),
 ])
 def test_bad_key_or_value_is_named(params_file, old, new, message):
     with pytest.raises(ParamsError) as err: load_params(edited(params_file, old, new))

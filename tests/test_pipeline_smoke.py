@@ -59,6 +59,19 @@ def test_smoke_pipeline_reproduces(smoke_copy):
         unseen = {i for i, split in enumerate(rollouts.meta()['split']) if split == 'unseen'}
         assert splits['unseen'] == unseen and not unseen & (splits['train'] | splits['val'] | splits['calib'])
 
+    evaluation = json.loads((smoke_copy/'metrics/evaluate.json').read_text())
+    for level in ('episode', 'step'):
+        for split, by_scorer in evaluation[level].items():
+            assert split in ('seen', 'unseen') and set(by_scorer) == {'salus', *params.evaluate.baselines}
+    assert (smoke_copy/'metrics/results.md').read_text().count('| **salus** |') == len(evaluation['episode'])
+
+def test_two_runs_from_scratch_give_the_same_metrics(smoke_copy, tmp_path_factory):
+    again = reproduce_in_scratch(REPO, tmp_path_factory.mktemp('again')/'salus', profile='smoke')
+    files = sorted(p.relative_to(smoke_copy) for p in (smoke_copy/'metrics').iterdir())
+    assert [str(f) for f in files] == sorted(str(p.relative_to(again)) for p in (again/'metrics').iterdir())
+    assert 'metrics/evaluate.json' in map(str, files)
+    for f in files: assert (smoke_copy/f).read_bytes() == (again/f).read_bytes(), f
+
 def test_second_repro_does_nothing_and_status_is_clean(smoke_copy):
     assert ran(smoke_copy) == []
     assert 'up to date' in dvc('status', cwd=smoke_copy, capture=True).stdout
@@ -67,8 +80,8 @@ def test_changing_one_param_reruns_only_its_readers(smoke_copy):
     params_file = smoke_copy/'params.yaml'
     text = params_file.read_text()
     params_file.write_text(text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}'))
-    assert ran(smoke_copy) == ['collect', 'language_check', 'train_policy', 'train_predictor']   # the stages that read `runtime`
+    assert ran(smoke_copy) == ['collect', 'evaluate', 'language_check', 'train_policy', 'train_predictor']   # the stages that read `runtime`
     params_file.write_text(text.replace('smoke: {episodes_per_task: 2}', 'smoke: {episodes_per_task: 3}'))
-    assert ran(smoke_copy) == ['collect', 'demos', 'language_check', 'train_policy', 'train_predictor']   # everything downstream reruns
+    assert ran(smoke_copy) == ['collect', 'demos', 'evaluate', 'language_check', 'train_policy', 'train_predictor']   # everything downstream reruns
     assert len(EpisodeStore.open(smoke_copy/'stores/demos.zarr')) == 3 * len(load_params(params_file).envs.seen_tasks)
     assert ran(smoke_copy) == []

@@ -91,6 +91,14 @@ def test_novelty_is_finite_nonnegative_and_translation_invariant(ref, emb, shift
         assert np.isfinite(a).all() and (a >= 0).all() and np.isfinite(b).all()
         if well_conditioned: assert np.allclose(a, b, rtol=1e-3, atol=1e-3)
 
+def test_novelty_of_mostly_identical_references_does_not_divide_by_rounding_noise():
+    # found by hypothesis: most references coincide, so their median kNN distance is 0 up to rounding
+    ref = np.full((40, 5), 2.0)
+    ref[0, 1], ref[5, 3], ref[8, 0], ref[12, 4], ref[25, 2] = 1.0, 0.0, 0.0, 0.0, 0.0
+    emb = np.zeros((2, 5))
+    for shift in (1.0, 0.5, 3.0, -7.25):
+        np.testing.assert_allclose(FeatureNovelty(ref, k=3).knn(emb), FeatureNovelty(ref + shift, k=3).knn(emb + shift), rtol=1e-6)
+
 def test_novelty_ranks_in_distribution_below_out_of_distribution():
     rng = np.random.default_rng(0)
     nov = FeatureNovelty(rng.normal(size=(2000, 16)), k=5)

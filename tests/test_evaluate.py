@@ -1,0 +1,140 @@
+"""Evaluation metrics agree with scikit-learn, refuse undefined cases, and every scorer is fitted, thresholded and scored
+on the same episodes; on a store with known structure the learned baselines find it."""
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_curve, precision_recall_fscore_support
+
+from salus.data import EpisodeStore, StoreSchema
+from salus.evaluate import (BASELINES, EpisodeScores, EvalData, EvaluationError, LogRegScorer, RNDScorer, SafeMLPScorer, SalusScorer,
+                            SignalScorer, balanced_accuracy, best_f1_threshold, episode_metrics, evaluate_seeds, load_eval_data,
+                            make_baselines, metrics_json, precision_recall_f1, results_table, score_seed, step_metrics)
+from salus.predictor import PredictorConfig, TrainConfig, split_episodes, synthetic_signal_episodes, train_predictor
+
+HORIZONS = [0.5, 1.0, 2.0]
+NAMES = ['h0.5s', 'h1s', 'h2s']
+FRACTIONS = {'train': 0.5, 'val': 0.2, 'calib': 0.15, 'test': 0.15}
+
+def test_thresholded_metrics_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n = int(rng.integers(4, 200))
+        y = rng.random(n) < rng.uniform(0.1, 0.9)
+        y[:2] = [True, False]
+        pred = rng.random(n) < rng.uniform(0, 1)
+        p, r, f, _ = precision_recall_fscore_support(y, pred, average='binary', zero_division=0)
+        assert precision_recall_f1(pred, y) == pytest.approx((p, r, f), abs=1e-12)
+        assert balanced_accuracy(pred, y)[2] == pytest.approx(balanced_accuracy_score(y, pred), abs=1e-12)
+        s = np.round(rng.normal(size=n) + y, 1)  # with ties
+        thr = best_f1_threshold(s, y)
+        prec, rec, _ = precision_recall_curve(y, s)
+        best = np.nanmax(np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-300), 0))
+        assert f1_score(y, s >= thr) == pytest.approx(best, abs=1e-12)
+
+def test_undefined_metrics_raise_instead_of_nan():
+    with pytest.raises(EvaluationError, match='one class only'): balanced_accuracy([True, False], [True, True])
+    with pytest.raises(EvaluationError, match='no samples'): precision_recall_f1([], [])
+    with pytest.raises(EvaluationError, match='no positive labels'): precision_recall_f1([True], [False])
+    with pytest.raises(EvaluationError, match='2 predictions but 3 labels'): balanced_accuracy([1, 0], [1, 0, 1])
+    with pytest.raises(EvaluationError, match='no positive validation steps'): best_f1_threshold([0.1, 0.2], [0, 0])
+    empty = EpisodeScores(np.zeros((0, 1)), np.zeros((0, 1), bool), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64), 10)
+    with pytest.raises(EvaluationError, match='no episodes'): episode_metrics(empty, {0.1: 0.5})
+    with pytest.raises(EvaluationError, match='non-finite'):
+        EpisodeScores(np.array([[np.nan]]), np.zeros((1, 1), bool), np.array([1]), np.array([False]), np.array([-1]), 10)
+    one_class = EpisodeScores(np.array([[0.1], [0.9]]), np.array([[0], [1]], bool), np.array([1, 2]), np.array([True, True]), np.array([1, 1]), 10)
+    m = episode_metrics(one_class, {0.1: 0.5})
+    assert m['roc_auc'] is None and m['balanced_accuracy_alpha_0.1'] is None and m['tpr_alpha_0.1'] == 0.5
+    no_positive_steps = step_metrics(EpisodeScores(np.array([[0.1], [0.9]]), np.zeros((2, 1), bool), np.array([2]), np.array([False]),
+                                                   np.array([-1]), 10), np.array([0.5]), ['h1s'])
+    assert no_positive_steps == {'h1s': dict(auroc=None, auprc=None, precision=None, recall=None, f1=None, false_alarms_per_success=1.0)}
+
+def test_episode_protocol_running_max_alarms_and_lead_time():
+    # two failures (fail at their last step + 1), two successes; threshold 0.5
+    scores = np.array([.1, .6, .2, .1,   .1, .1, .1,   .9, .1, .1,   .2, .2, .7, .1, .1])[:, None]
+    ends = np.array([4, 7, 10, 15])
+    es = EpisodeScores(scores, np.zeros_like(scores, bool), ends, np.array([True, False, False, True]), np.array([4, -1, -1, 5]), 10)
+    np.testing.assert_array_equal(es.episode_max(), [.6, .1, .9, .7])
+    np.testing.assert_array_equal(es.first_alarm(0.5), [1, -1, 0, 2])
+    m = episode_metrics(es, {0.2: 0.5})
+    assert (m['tpr_alpha_0.2'], m['tnr_alpha_0.2'], m['balanced_accuracy_alpha_0.2']) == (1.0, 0.5, 0.75)
+    assert m['lead_time_s_median_alpha_0.2'] == pytest.approx(np.median([(4 - 1) / 10, (5 - 2) / 10]))
+    assert m['detection_time_norm_median_alpha_0.2'] == pytest.approx(np.median([1 / 4, 2 / 5]))
+    assert m['roc_auc'] == 0.5 and m['n_episodes'] == 4 and m['n_failures'] == 2
+    typed = EpisodeScores(scores, np.zeros_like(scores, bool), ends, es.failed, es.failure_step, 10, np.array(['drop', '', '', 'miss'], dtype=object))
+    assert episode_metrics(typed, {0.2: 0.75})['tpr_alpha_0.2_by_type'] == {'drop': 0.0, 'miss': 0.0}
+    assert episode_metrics(typed, {0.2: 0.65})['tpr_alpha_0.2_by_type'] == {'drop': 0.0, 'miss': 1.0}
+    # step level: the score crosses 0.5 upwards once in the success that peaks at 0.9, never in the other
+    steps = step_metrics(EpisodeScores(scores, (scores > 0.5), ends, es.failed, es.failure_step, 10), np.array([0.5]), ['h'])
+    assert steps['h']['false_alarms_per_success'] == 0.5
+
+def store_with_embeddings(path, seed, structure=True):
+    "The predictor's synthetic episodes, plus 16-d embeddings that drift before the failures that show the signal rise."
+    rng = np.random.default_rng(seed + 100)
+    schema = StoreSchema(data={'signals': ((3,), 'float32'), 'embedding': ((16,), 'float32')},
+                         meta={'task': 'str', 'split': 'str', 'outcome': 'str', 'failure_type': 'str', 'failure_step': 'int64'})
+    store = EpisodeStore.create(path, schema, dict(signal_names=['disagreement', 'noise_a', 'noise_b'], control_hz=10))
+    for data, meta in synthetic_signal_episodes(n_episodes=200, structure=structure, seed=seed):
+        x = data['signals']
+        emb = rng.normal(size=(len(x), 16)).astype(np.float32)
+        if structure and meta['outcome'] == 'failure': emb[:, :4] += 1.5  # failing episodes live elsewhere in feature space
+        store.append_episode({'signals': x, 'embedding': emb}, meta)
+    return store
+
+@pytest.fixture(scope='module')
+def scored_seeds(tmp_path_factory):
+    data = load_eval_data(store_with_embeddings(tmp_path_factory.mktemp('ev')/'s.zarr', seed=1), HORIZONS)
+    out = []
+    for seed in range(2):
+        sp = split_episodes(data.episodes, FRACTIONS, seed=seed)
+        cfg = PredictorConfig(data.episodes.signal_names, HORIZONS, 10.0, window=8)
+        model, _ = train_predictor(data.episodes, sp['train'], sp['val'], cfg, TrainConfig(epochs=15, seed=seed), progress=False)
+        scorers = [SalusScorer(model), SignalScorer('disagreement'), SignalScorer('noise_a'), LogRegScorer(),
+                   RNDScorer(epochs=10), SafeMLPScorer(epochs=15)]
+        out.append([score_seed(data, sp, s, [0.1, 0.2], seed) for s in scorers])
+    return data, out
+
+def test_every_scorer_sees_the_same_episodes(scored_seeds):
+    data, scored = scored_seeds
+    for seed_scores in scored:
+        ref = seed_scores[0].splits
+        assert set(ref) == {'seen', 'unseen'}
+        for s in seed_scores:
+            for split, es in s.splits.items():
+                np.testing.assert_array_equal(es.episode_ends, ref[split].episode_ends)
+                np.testing.assert_array_equal(es.failed, ref[split].failed)
+                assert es.scores.shape == (ref[split].episode_ends[-1], len(HORIZONS)) and np.isfinite(es.scores).all()
+            assert set(s.conformal) == {0.1, 0.2}
+    assert scored[0][0].splits['seen'].n_episodes != 0
+
+def test_learned_baselines_find_the_structure(scored_seeds):
+    _, scored = scored_seeds
+    metrics = metrics_json(evaluate_seeds(scored, NAMES, bootstrap=20, progress=False))
+    ep = metrics['episode']['seen']
+    assert ep['salus']['roc_auc'] > 0.75 and ep['logreg']['roc_auc'] > 0.7
+    assert ep['safe_mlp']['roc_auc'] > 0.75          # the embedding separates failing episodes
+    assert ep['noise_a']['roc_auc'] < 0.75
+    for scorer in ep:
+        for key in ('roc_auc', 'pr_auc', 'balanced_accuracy_alpha_0.1', 'tpr_alpha_0.1', 'tnr_alpha_0.1',
+                    'detection_time_norm_median', 'lead_time_s_median', 'n_episodes', 'n_failures'):
+            assert key in ep[scorer], (scorer, key)
+        lo, hi = ep[scorer]['roc_auc_ci']
+        assert lo <= ep[scorer]['roc_auc'] <= hi
+        for h in NAMES: assert set(metrics['step']['seen'][scorer][h]) >= {'auroc', 'auprc', 'f1', 'precision', 'recall', 'auroc_ci'}
+    table = results_table(metrics, 'seen', 'h1s')
+    assert table.splitlines()[2].startswith('| **salus** |') and len(table.splitlines()) == 2 + len(ep)
+
+def test_scoring_refuses_leaks_and_unknown_baselines(tmp_path):
+    data = load_eval_data(store_with_embeddings(tmp_path/'s.zarr', seed=2), HORIZONS)
+    sp = split_episodes(data.episodes, FRACTIONS, seed=0)
+    bad = dict(sp, train=np.r_[sp['train'], sp['unseen'][:1]])
+    with pytest.raises(EvaluationError, match='seen tasks'): score_seed(data, bad, SignalScorer('disagreement'), [0.1], 0)
+    with pytest.raises(EvaluationError, match="unknown baseline"): make_baselines(['epistemic', 'oracle'], data.episodes.signal_names)
+    with pytest.raises(EvaluationError, match="epistemic \\(needs epistemic\\)"): make_baselines(['epistemic'], data.episodes.signal_names)
+    assert {'epistemic', 'stac', 'dispersion', 'knn', 'mahalanobis', 'rnd', 'safe_mlp', 'logreg'} <= set(BASELINES)
+    no_emb = EvalData(data.episodes, None)
+    with pytest.raises(EvaluationError, match='needs the VLA embeddings'): RNDScorer(epochs=1).fit(no_emb, sp['train'], sp['val'])
+
+def test_readme_shows_the_generated_results_table():
+    from conftest import REPO
+    from salus.evaluate import sync_readme_results
+    assert sync_readme_results(REPO/'README.md', REPO/'metrics/results.md', check=True), \
+        "README's results table differs from metrics/results.md: run `make repro` (or salus.evaluate.sync_readme_results())"
