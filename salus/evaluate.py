@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from .data import EpisodeStore
-from .predictor import (FailurePredictor, SignalEpisodes, average_precision, conformal_quantile, load_signal_episodes,
-                             roc_auc)
+from .predictor import (FailurePredictor, SignalEpisodes, average_precision, conformal_quantile, episode_steps,
+                             load_signal_episodes, roc_auc)
 
 # %% auto #0
 __all__ = ['BASELINE_SIGNALS', 'BASELINES', 'RESULTS_MARKERS', 'EvaluationError', 'precision_recall_f1', 'balanced_accuracy',
@@ -100,9 +100,8 @@ class EpisodeScores:
 
     def subset(self, episodes:Sequence[int]) -> 'EpisodeScores':
         idx = np.asarray(episodes, np.int64)
-        starts, lengths = np.r_[0, self.episode_ends[:-1]][idx], self.lengths[idx]
-        steps = np.concatenate([np.arange(s, s + l) for s, l in zip(starts, lengths)]) if len(idx) else np.zeros(0, np.int64)
-        return EpisodeScores(self.scores[steps], self.labels[steps], np.cumsum(lengths), self.failed[idx], self.failure_step[idx], self.control_hz,
+        steps = episode_steps(self.episode_ends, idx)
+        return EpisodeScores(self.scores[steps], self.labels[steps], np.cumsum(self.lengths[idx]), self.failed[idx], self.failure_step[idx], self.control_hz,
                              None if self.failure_type is None else self.failure_type[idx])
 
 def episode_metrics(es:EpisodeScores, thresholds:dict[float, float], # α → conformal threshold on the episode score
@@ -156,9 +155,7 @@ class EvalData:
 
     def steps(self, episodes:Sequence[int]) -> np.ndarray:
         "Indices of the steps of the given episodes, in order."
-        starts, lengths = self.episodes.starts, self.episodes.lengths
-        idx = np.asarray(episodes, np.int64)
-        return np.concatenate([np.arange(starts[e], starts[e] + lengths[e]) for e in idx]) if len(idx) else np.zeros(0, np.int64)
+        return episode_steps(self.episodes.episode_ends, episodes)
 
     def embedding(self, episodes:Sequence[int]) -> np.ndarray:
         if self.embeddings is None: raise EvaluationError("this scorer needs the VLA embeddings; the store has none")
@@ -330,10 +327,8 @@ def score_seed(data:EvalData, splits:dict[str, np.ndarray], scorer:Scorer, alpha
         cal = _episode_scores(data, np.asarray(ok), scorer.score(data, np.asarray(ok)))
         maxes = cal.episode_max()
     else: maxes = np.zeros(0)
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # too few calibration successes give +inf (never alarm), visible in the metrics
-        conformal = {float(a): conformal_quantile(maxes, a) for a in alphas}
+    # too few calibration successes give +inf (never alarm), visible in the metrics as TPR 0
+    conformal = {float(a): conformal_quantile(maxes, a, warn=False) for a in alphas}
     held = {name: _episode_scores(data, splits[key], scorer.score(data, splits[key]))
             for name, key in (('seen', 'test'), ('unseen', 'unseen')) if len(splits[key])}
     return ScoredSeed(scorer.name, held, step_thr, conformal)

@@ -18,15 +18,25 @@ from .data import EpisodeStore, failure_labels, horizon_steps
 from .envs import FAILURE_TYPES
 
 # %% auto #0
-__all__ = ['SPLITS', 'ARCHITECTURES', 'PredictorError', 'SignalEpisodes', 'check_signals', 'load_signal_episodes',
-           'split_episodes', 'signal_windows', 'PredictorConfig', 'FailurePredictor', 'roc_auc', 'average_precision',
-           'TrainConfig', 'train_predictor', 'fit_temperature', 'conformal_quantile', 'ConformalThresholds',
-           'conformal_thresholds', 'PredictorStream', 'save_predictor', 'load_predictor', 'synthetic_signal_episodes',
-           'synthetic_store']
+__all__ = ['SPLITS', 'ARCHITECTURES', 'PredictorError', 'episode_steps', 'SignalEpisodes', 'check_signals',
+           'load_signal_episodes', 'split_episodes', 'signal_windows', 'PredictorConfig', 'FailurePredictor', 'roc_auc',
+           'average_precision', 'TrainConfig', 'train_predictor', 'fit_temperature', 'conformal_quantile',
+           'ConformalThresholds', 'conformal_thresholds', 'PredictorStream', 'save_predictor', 'load_predictor',
+           'synthetic_signal_episodes', 'synthetic_store']
 
 # %% ../nbs/05_predictor.ipynb #8ba0a6c8
 class PredictorError(ValueError):
     "Bad input to the predictor: wrong shapes, non-finite signals, unknown names, too little data."
+
+def episode_steps(episode_ends:np.ndarray, # (E,) ends of the concatenated episodes
+                  episodes:Sequence[int], # positions 0..E-1 of the episodes wanted, in the order wanted
+                 ) -> np.ndarray:
+    "Indices of the steps of `episodes` in the concatenated arrays, episode after episode."
+    ends = np.asarray(episode_ends, np.int64)
+    idx = np.asarray(episodes, np.int64)
+    if not idx.size: return np.zeros(0, np.int64)
+    starts = np.concatenate([[0], ends[:-1]])[idx]
+    return np.concatenate([np.arange(s, e) for s, e in zip(starts, ends[idx])])
 
 @dataclass
 class SignalEpisodes:
@@ -61,9 +71,8 @@ class SignalEpisodes:
         "The given episodes (positions 0..E-1), in the given order."
         idx = np.asarray(episodes, np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_episodes): raise PredictorError(f"episode positions out of range 0..{self.n_episodes - 1}")
-        starts, lengths = self.starts[idx], self.lengths[idx]
-        steps = np.concatenate([np.arange(s, s + l) for s, l in zip(starts, lengths)]) if idx.size else np.zeros(0, np.int64)
-        return SignalEpisodes(self.signals[steps], self.labels[steps], np.cumsum(lengths).astype(np.int64),
+        steps = episode_steps(self.episode_ends, idx)
+        return SignalEpisodes(self.signals[steps], self.labels[steps], np.cumsum(self.lengths[idx]).astype(np.int64),
                               {k: v[idx] for k, v in self.meta.items()}, self.signal_names, self.horizons_s, self.horizons,
                               self.control_hz, self.failure_types, self.episode_ids[idx])
 
@@ -385,13 +394,15 @@ def fit_temperature(model:FailurePredictor, data:SignalEpisodes, episodes:Sequen
     return T.numpy(), B.numpy()
 
 # %% ../nbs/05_predictor.ipynb #93c85858
-def conformal_quantile(scores:np.ndarray, alpha:float) -> float:
+def conformal_quantile(scores:np.ndarray, alpha:float,
+                       warn:bool=True, # warn when n is too small for α (callers that report it themselves pass False)
+                      ) -> float:
     "The ⌈(n+1)(1−α)⌉-th smallest score (+∞ when n is too small for α)."
     if not 0 < alpha < 1: raise PredictorError(f"alpha must be in (0, 1), got {alpha}")
     s = np.sort(np.asarray(scores, float))
     k = math.ceil((len(s) + 1) * (1 - alpha))
     if k > len(s):
-        warnings.warn(f"{len(s)} calibration episodes are too few for alpha={alpha} (need ≥ {math.ceil(1 / alpha) - 1}); threshold = +inf")
+        if warn: warnings.warn(f"{len(s)} calibration episodes are too few for alpha={alpha} (need ≥ {math.ceil(1 / alpha) - 1}); threshold = +inf")
         return math.inf
     return float(s[k - 1])
 
@@ -476,12 +487,10 @@ def conformal_thresholds(model:FailurePredictor, data:SignalEpisodes,
     zmax = np.stack([((c - mu[:len(c)]) / sd[:len(c)]).max(0) for c in pc])
     const, scale = np.zeros((len(alphas), H, K1)), np.zeros((len(alphas), H, K1))
     for a, alpha in enumerate(alphas):
+        conformal_quantile(maxes[:, 0, 0], alpha)  # warns once per α if there are too few episodes for it
         for h, k in np.ndindex(H, K1):
-            with warnings.catch_warnings(record=True) as w:
-                warnings.simplefilter('always')
-                const[a, h, k] = conformal_quantile(maxes[:, h, k], alpha)
-                scale[a, h, k] = conformal_quantile(zmax[:, h, k], alpha)
-            if w and h == 0 and k == 0: warnings.warn(str(w[0].message))
+            const[a, h, k] = conformal_quantile(maxes[:, h, k], alpha, warn=False)
+            scale[a, h, k] = conformal_quantile(zmax[:, h, k], alpha, warn=False)
     return ConformalThresholds([float(a) for a in alphas], list(model.config.horizons_s), model.config.output_names,
                                const, mu, sd, scale, cal.n_episodes)
 
