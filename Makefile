@@ -18,7 +18,7 @@ $(VENV)/.installed: scripts/install.sh setup.py settings.ini requirements/constr
 repro: install ## main job: the whole DVC pipeline on params.yaml's active profile
 	salus_prepare_data
 	dvc repro
-	python -c "from salus.evaluate import sync_readme_results; sync_readme_results()"
+	python -c "from salus.evaluate import sync_readme_results as sync; sync(); sync(results='metrics/intervention.md')"
 
 test: install sync-check nbtest pytest docs ## every check CI runs
 	@echo "make test: all checks passed"
@@ -35,8 +35,9 @@ nbtest: install ## run the library notebooks
 pytest: install ## tests/, including the pipeline on the smoke profile in a scratch copy
 	rc=0; pytest tests/ || rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
 
-docs: install ## the documentation site, offline, warnings as errors
+docs: install ## the documentation site, offline, warnings as errors, checked in headless chromium
 	python docs/build.py
+	python docs/check.py
 
 smoke: install ## only the pipeline on the smoke profile, in a scratch copy
 	salus_repro_scratch --profile smoke

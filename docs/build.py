@@ -95,6 +95,7 @@ def assemble() -> Path:
         (SRC/'reports').mkdir(exist_ok=True)
         shutil.copy(p, SRC/'reports'/p.name)
         reports.append(f'reports/{p.stem}')
+    if (ROOT/'figures').is_dir(): shutil.copytree(ROOT/'figures', SRC/'figures')   # the README shows paper figures
     readme = (ROOT/'README.md').read_text()
     toc = lambda caption, pages: (f"```{{toctree}}\n:caption: {caption}\n:maxdepth: 1\n\n" + '\n'.join(pages) + "\n```\n") if pages else ''
     (SRC/'index.md').write_text(readme + '\n' + toc('Library', library) + '\n' + toc('Pipeline reports', reports))

@@ -82,11 +82,6 @@ def _worker_state(cfg:RolloutConfig):
                        novelty=FeatureNovelty.load(cfg.novelty_path) if cfg.novelty_path else None)
     return _WORKER['vla'], _WORKER['novelty']
 
-def _object_held(env) -> bool:
-    "Both fingers touch the task's object (the env's own contact bookkeeping)."
-    obj = env._goal_object()
-    return bool(obj in env._last_contacts['left'] and obj in env._last_contacts['right'])
-
 def rollout_episode(spec:EpisodeSpec, cfg:RolloutConfig) -> tuple[dict, dict]:
     "Run one episode with the ensemble; return (per-step arrays, episode metadata)."
     import torch
@@ -117,7 +112,7 @@ def rollout_episode(spec:EpisodeSpec, cfg:RolloutConfig) -> tuple[dict, dict]:
                 steps[k].append(v)
             obs, _, _, _, info = env.step(action)
             steps['gripper_width'].append(np.float32(info['gripper_width']))  # after the step: what the action did
-            steps['object_held'].append(_object_held(env))
+            steps['object_held'].append(env.object_held)
     finally:
         env.close()
     meta = dict(index=spec.index, task=spec.task, instruction=info['instruction'], split=spec.split, shift_name=spec.shift_name,
@@ -128,20 +123,23 @@ def rollout_episode(spec:EpisodeSpec, cfg:RolloutConfig) -> tuple[dict, dict]:
 # %% ../nbs/04a_collect.ipynb #9a764716
 BACKENDS = ('serial', 'local', 'ray')
 
-def _run_spec(args): return rollout_episode(*args)
+def _run_spec(args): return args[0](*args[1:])
 
-def run_specs(specs:Sequence[EpisodeSpec], cfg:RolloutConfig, backend:str='local', workers:int=2) -> Iterator[tuple[dict, dict]]:
-    "Yield `rollout_episode` results for `specs`, in order, on `backend`."
+def run_specs(specs:Sequence, cfg, backend:str='local', workers:int=2,
+              fn=None, # a module-level function (spec, cfg) -> result; default `rollout_episode`
+             ) -> Iterator:
+    "Yield `fn(spec, cfg)` for `specs`, in order, on `backend`."
     if backend not in BACKENDS: raise ValueError(f"unknown backend {backend!r}; one of {BACKENDS}")
     if workers < 1: raise ValueError(f"workers must be ≥ 1, got {workers}")
+    fn = fn or rollout_episode
     if backend == 'serial' or (backend == 'local' and workers == 1):
-        for s in specs: yield rollout_episode(s, cfg)
+        for s in specs: yield fn(s, cfg)
     elif backend == 'local':
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
         import salus.collect as lib  # workers import the installed module (also when this runs in a notebook)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as pool:
-            yield from pool.map(lib._run_spec, [(s, cfg) for s in specs])
+            yield from pool.map(lib._run_spec, [(fn, s, cfg) for s in specs])
     else:
         try: import ray
         except ImportError as e: raise ImportError("backend 'ray' needs ray (pip install ray)") from e
@@ -149,8 +147,7 @@ def run_specs(specs:Sequence[EpisodeSpec], cfg:RolloutConfig, backend:str='local
         if started: ray.init(address=os.environ.get('RAY_ADDRESS'), num_cpus=None if os.environ.get('RAY_ADDRESS') else workers,
                              include_dashboard=False, log_to_driver=False)
         try:
-            import salus.collect as lib
-            task = ray.remote(num_cpus=1)(lib.rollout_episode)
+            task = ray.remote(num_cpus=1)(fn)
             refs = [task.remote(s, cfg) for s in specs]
             for ref in refs: yield ray.get(ref)
         finally:

@@ -456,6 +456,12 @@ class FrankaTabletopEnv(gym.Env):
     def _goal_object(self) -> int:
         return self._knob_geom if self.task.skill == 'open_drawer' else self._cube_geom[self.task.target]
 
+    @property
+    def object_held(self) -> bool:
+        "Both fingers touch the task's object (the knob for the drawer), as of the last step."
+        obj, touch = self._goal_object(), self._last_contacts
+        return bool(obj in touch['left'] and obj in touch['right'])
+
     def _above_goal(self, p:np.ndarray) -> bool:
         "Would a cube released at `p` land in its goal?"
         if self.task.skill == 'place_in_bowl': return np.linalg.norm(p[:2] - self.bowl_pos[:2]) < BOWL_RADIUS
@@ -574,6 +580,10 @@ class ScriptedExpert:
         "Start a new episode's plan."
         self.phase, self.held = 0, 0
         self.offset = np.append(self.rng.normal(0, self.grasp_noise, 2), 0)
+
+    def take_over(self):
+        "Start driving mid-episode (a human taking over): from the grasp on if the object is already held, else from the start."
+        self.phase, self.held = (3 if self.env.object_held else 0), 0  # phase 3 lifts (or pulls) what the gripper holds
 
     def _plan(self) -> list[Waypoint]:
         e, t = self.env, self.env.task

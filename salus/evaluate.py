@@ -19,9 +19,10 @@ from .predictor import (FailurePredictor, SignalEpisodes, average_precision, con
 
 # %% auto #0
 __all__ = ['BASELINE_SIGNALS', 'BASELINES', 'RESULTS_MARKERS', 'EvaluationError', 'precision_recall_f1', 'balanced_accuracy',
-           'best_f1_threshold', 'EpisodeScores', 'episode_metrics', 'step_metrics', 'EvalData', 'load_eval_data',
-           'Scorer', 'SalusScorer', 'SignalScorer', 'RNDScorer', 'SafeMLPScorer', 'LogRegScorer', 'make_baselines',
-           'ScoredSeed', 'score_seed', 'evaluate_seeds', 'metrics_json', 'results_table', 'sync_readme_results']
+           'best_f1_threshold', 'roc_curve', 'EpisodeScores', 'episode_metrics', 'step_metrics', 'EvalData',
+           'load_eval_data', 'Scorer', 'SalusScorer', 'SignalScorer', 'RNDScorer', 'SafeMLPScorer', 'LogRegScorer',
+           'make_baselines', 'ScoredSeed', 'score_seed', 'evaluate_seeds', 'metrics_json', 'results_table',
+           'results_markers', 'sync_readme_results']
 
 # %% ../nbs/06_evaluate.ipynb #922526cf
 class EvaluationError(ValueError):
@@ -61,6 +62,20 @@ def best_f1_threshold(scores:np.ndarray, labels:np.ndarray) -> float:
     tp = np.cumsum(y)[last]
     f1 = 2 * tp / (last + 1 + y.sum())
     return float(s[last[np.argmax(f1)]])
+
+def roc_curve(scores:np.ndarray, labels:np.ndarray, max_points:int|None=None) -> tuple[np.ndarray, np.ndarray]:
+    "(fpr, tpr) at every distinct score threshold, from (0, 0); thinned to about `max_points` points (for plots) if given."
+    s, y = np.asarray(scores, float).ravel(), np.asarray(labels).ravel().astype(bool)
+    if len(s) != len(y) or not len(s): raise EvaluationError(f"roc_curve: {len(s)} scores, {len(y)} labels")
+    if y.all() or not y.any(): raise EvaluationError(f"roc_curve: undefined with one class only ({int(y.sum())} positives of {len(y)})")
+    order = np.argsort(-s, kind='mergesort')
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # predicting positive down to each distinct score
+    tpr, fpr = np.r_[0, np.cumsum(y)[last] / y.sum()], np.r_[0, np.cumsum(~y)[last] / (~y).sum()]
+    if max_points and len(tpr) > max_points:
+        keep = np.unique(np.r_[np.linspace(0, len(tpr) - 1, max_points).round().astype(int), len(tpr) - 1])
+        fpr, tpr = fpr[keep], tpr[keep]
+    return fpr, tpr
 
 # %% ../nbs/06_evaluate.ipynb #b41ab7ae
 @dataclass
@@ -424,15 +439,21 @@ def results_table(metrics:dict, split:str, horizon:str, alpha:float=0.1) -> str:
     return '\n'.join(rows)
 
 # %% ../nbs/06_evaluate.ipynb #297dcdca
-RESULTS_MARKERS = ('<!-- results: generated from metrics/results.md by `make repro`; do not edit -->', '<!-- end of results -->')
+def results_markers(results='metrics/results.md') -> tuple[str, str]:
+    "The README's markers around the table generated into `results` (by file name, so a README can hold several)."
+    from pathlib import Path
+    name = f'metrics/{Path(results).name}'
+    return f'<!-- results: generated from {name} by `make repro`; do not edit -->', f'<!-- end of {name} -->'
 
-def sync_readme_results(readme='README.md', results='metrics/results.md',
+RESULTS_MARKERS = results_markers()
+
+def sync_readme_results(readme='README.md', results='metrics/results.md', # a generated markdown table
                         check:bool=False, # only report whether the README already shows `results`
                        ) -> bool:
-    "Put the generated results table between the README's markers; True if it was already there."
+    "Put the generated table between the README's markers for `results`; True if it was already there."
     from pathlib import Path
     text, table = Path(readme).read_text(), Path(results).read_text().strip()
-    start, end = RESULTS_MARKERS
+    start, end = results_markers(results)
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
         raise EvaluationError(f"{readme}: needs exactly one pair of result markers:\n{start}\n{end}")
     head, rest = text.split(start)

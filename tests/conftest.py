@@ -26,6 +26,10 @@ PARAMS = textwrap.dedent("""\
                 batch_size: 64, lr: 0.003, weight_decay: 0.0, splits: {train: 0.5, val: 0.2, calib: 0.2, test: 0.1},
                 alphas: [0.1], seeds: 1}
     evaluate: {baselines: [epistemic, logreg], bootstrap: 5, confidence: 0.95, main_alpha: 0.1, table_horizon_s: 1.0}
+    intervene: {strategies: [stop, slow, resample, human], tasks: all, episodes_per_task: 1, alpha: 0.1, trigger_horizons_s: [1.0],
+                trigger_outputs: [any], slow_factor: 0.5, resample_samples: 2, human_steps: 5, max_help_requests: 2,
+                bootstrap: 5, confidence: 0.95}
+    figures: {scorers: [salus, logreg], example_task: lift_red, signals: [epistemic, smoothness]}
     """)
 
 @pytest.fixture

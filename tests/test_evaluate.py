@@ -3,11 +3,12 @@ on the same episodes; on a store with known structure the learned baselines find
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_curve, precision_recall_fscore_support
+from sklearn.metrics import roc_curve as sk_roc_curve
 
 from salus.data import EpisodeStore, StoreSchema
 from salus.evaluate import (BASELINES, EpisodeScores, EvalData, EvaluationError, LogRegScorer, RNDScorer, SafeMLPScorer, SalusScorer,
                             SignalScorer, balanced_accuracy, best_f1_threshold, episode_metrics, evaluate_seeds, load_eval_data,
-                            make_baselines, metrics_json, precision_recall_f1, results_table, score_seed, step_metrics)
+                            make_baselines, metrics_json, precision_recall_f1, results_table, roc_curve, score_seed, step_metrics)
 from salus.predictor import PredictorConfig, TrainConfig, split_episodes, synthetic_signal_episodes, train_predictor
 
 HORIZONS = [0.5, 1.0, 2.0]
@@ -29,6 +30,21 @@ def test_thresholded_metrics_match_scikit_learn():
         prec, rec, _ = precision_recall_curve(y, s)
         best = np.nanmax(np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-300), 0))
         assert f1_score(y, s >= thr) == pytest.approx(best, abs=1e-12)
+
+def test_roc_curve_matches_scikit_learn():
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        n = int(rng.integers(3, 300))
+        y = rng.random(n) < rng.uniform(0.1, 0.9)
+        if y.all() or not y.any(): y[0] = not y[0]
+        s = np.round(rng.normal(size=n) + y, 1)                       # ties
+        fpr, tpr = roc_curve(s, y)
+        ref_fpr, ref_tpr, _ = sk_roc_curve(y, s, drop_intermediate=False)
+        assert np.allclose(fpr, ref_fpr) and np.allclose(tpr, ref_tpr)
+        thin = roc_curve(s, y, max_points=5)
+        assert len(thin[0]) <= 6 and (thin[0][0], thin[1][0], thin[0][-1], thin[1][-1]) == (0, 0, 1, 1)
+    with pytest.raises(EvaluationError, match='one class only'): roc_curve([0.1, 0.2], [True, True])
+    with pytest.raises(EvaluationError, match='2 scores, 3 labels'): roc_curve([0.1, 0.2], [True, False, True])
 
 def test_undefined_metrics_raise_instead_of_nan():
     with pytest.raises(EvaluationError, match='one class only'): balanced_accuracy([True, False], [True, True])

@@ -21,7 +21,7 @@ def edited(params_file, old, new):
     return params_file
 
 @pytest.mark.parametrize('old,new,message', [
-    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect, predictor, evaluate)'),
+    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect, predictor, evaluate, intervene, figures)'),
     ('  device: cpu', '  device: cpu\n  threads: 4', 'runtime.threads: unknown key (allowed here: profiles, device, torch_threads)'),
     ('seed: 0', 'seed: zero', "seed: Input should be a valid integer"),
     ('torch_threads: 2', 'torch_threads: [2]', 'runtime.torch_threads: Input should be a valid integer'),
@@ -50,6 +50,17 @@ def edited(params_file, old, new):
     ('baselines: [epistemic, logreg]', 'baselines: [epistemic, oracle]', "evaluate: unknown baseline(s) ['oracle']"),
     ('main_alpha: 0.1', 'main_alpha: 0.3', 'evaluate.main_alpha: 0.3 is not one of predictor.alphas [0.1]'),
     ('table_horizon_s: 1.0', 'table_horizon_s: 3.0', 'evaluate.table_horizon_s: 3.0 is not one of predictor.horizons_s'),
+    ('strategies: [stop, slow, resample, human]', 'strategies: [stop, pray]', "intervene.strategies.1: Input should be 'stop', 'slow', 'resample' or 'human'"),
+    ('strategies: [stop, slow, resample, human]', 'strategies: [stop, stop]', 'intervene: strategies repeat'),
+    ('alpha: 0.1, trigger', 'alpha: 0.2, trigger', 'intervene.alpha: 0.2 is not one of predictor.alphas [0.1]'),
+    ('trigger_horizons_s: [1.0]', 'trigger_horizons_s: [1.0, 5.0]', 'intervene.trigger_horizons_s: [5.0] not in predictor.horizons_s'),
+    ('trigger_outputs: [any]', 'trigger_outputs: [any, fire]', "intervene: unknown trigger output(s) ['fire']"),
+    ('tasks: all', 'tasks: [lift_red, fly]', "intervene: tasks: unknown or none ['fly']"),
+    ('tasks: all', 'tasks: [stack_red_on_blue]', "intervene.tasks: ['stack_red_on_blue'] are neither envs.seen_tasks nor envs.unseen_tasks"),
+    ('slow_factor: 0.5', 'slow_factor: 1.5', 'intervene.slow_factor: Input should be less than 1'),
+    ('scorers: [salus, logreg]', 'scorers: [salus, rnd]', "figures.scorers: ['rnd'] are neither 'salus' nor in evaluate.baselines"),
+    ('example_task: lift_red', 'example_task: lift_blue', "figures.example_task: 'lift_blue' is not one of envs.seen_tasks"),
+    ('signals: [epistemic, smoothness]}', 'signals: [epistemic, knn_novelty]}', "figures.signals: ['knn_novelty'] are not in signals.active"),
 ])
 def test_bad_key_or_value_is_named(params_file, old, new, message):
     with pytest.raises(ParamsError) as err: load_params(edited(params_file, old, new))

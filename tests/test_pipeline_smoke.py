@@ -65,12 +65,38 @@ def test_smoke_pipeline_reproduces(smoke_copy):
             assert split in ('seen', 'unseen') and set(by_scorer) == {'salus', *params.evaluate.baselines}
     assert (smoke_copy/'metrics/results.md').read_text().count('| **salus** |') == len(evaluation['episode'])
 
+    iv = params.intervene
+    records = [json.loads(l) for l in (smoke_copy/'stores/interventions.jsonl').read_text().splitlines()]
+    n_tasks = len(iv.tasks) if iv.tasks != 'all' else len(tasks)
+    n_episodes = n_tasks * len(params.collect.shifts) * iv.episodes_per_task
+    assert len(records) == n_episodes * (1 + len(iv.strategies) * params.predictor.seeds)
+    assert {r['condition'] for r in records} == {'none', *iv.strategies}
+    by_condition = {}
+    for r in records: by_condition.setdefault(r['condition'], []).append((r['index'], r['seed']))
+    assert all(v == by_condition['none'] for v in by_condition.values())                # paired: the same episodes
+    intervention = json.loads((smoke_copy/'metrics/intervention.json').read_text())
+    assert set(intervention['all']) == {'none', *iv.strategies} and intervention['all']['none']['n_episodes'] == n_episodes
+    assert set(intervention['latency_ms']) == {'none', *iv.strategies}
+    assert (smoke_copy/'plots/intervention.csv').read_text().startswith('split,condition,outcome,rate')
+
+    figures = sorted(p.name for p in (smoke_copy/'figures').iterdir())
+    stems = ['auroc_by_horizon_and_type', 'intervention', 'lead_time', 'monitor_overhead', 'roc', 'signals_failure_vs_success', 'task_suite']
+    assert figures == sorted(f'{s}.{ext}' for s in stems for ext in ('pdf', 'png'))
+    for s in stems: assert (smoke_copy/f'figures/{s}.pdf').read_bytes().startswith(b'%PDF') and (smoke_copy/f'figures/{s}.png').stat().st_size > 10_000
+
 def test_two_runs_from_scratch_give_the_same_metrics(smoke_copy, tmp_path_factory):
     again = reproduce_in_scratch(REPO, tmp_path_factory.mktemp('again')/'salus', profile='smoke')
     files = sorted(p.relative_to(smoke_copy) for p in (smoke_copy/'metrics').iterdir())
     assert [str(f) for f in files] == sorted(str(p.relative_to(again)) for p in (again/'metrics').iterdir())
-    assert 'metrics/evaluate.json' in map(str, files)
-    for f in files: assert (smoke_copy/f).read_bytes() == (again/f).read_bytes(), f
+    assert {'metrics/evaluate.json', 'metrics/intervention.json'} <= set(map(str, files))
+    for f in files:
+        a, b = (smoke_copy/f).read_bytes(), (again/f).read_bytes()
+        if f.name == 'intervention.json':   # measured latencies differ between runs; every other number must not
+            a, b = [json.loads(x) for x in (a, b)]
+            assert a.pop('latency_ms').keys() == b.pop('latency_ms').keys()
+        assert a == b, f
+    for f in sorted((smoke_copy/'figures').iterdir()):   # figures too (but the measured monitor overhead)
+        if not f.name.startswith('monitor_overhead'): assert f.read_bytes() == (again/'figures'/f.name).read_bytes(), f.name
 
 def test_second_repro_does_nothing_and_status_is_clean(smoke_copy):
     assert ran(smoke_copy) == []
@@ -79,9 +105,11 @@ def test_second_repro_does_nothing_and_status_is_clean(smoke_copy):
 def test_changing_one_param_reruns_only_its_readers(smoke_copy):
     params_file = smoke_copy/'params.yaml'
     text = params_file.read_text()
+    params_file.write_text(text.replace('episodes_per_task: 1, bootstrap: 20}', 'episodes_per_task: 1, bootstrap: 10}'))
+    assert ran(smoke_copy) == ['figures', 'intervene']            # its own group: nothing upstream re-runs (figures draw its outputs)
     params_file.write_text(text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}'))
-    assert ran(smoke_copy) == ['collect', 'evaluate', 'language_check', 'train_policy', 'train_predictor']   # the stages that read `runtime`
+    assert ran(smoke_copy) == ['collect', 'evaluate', 'figures', 'intervene', 'language_check', 'train_policy', 'train_predictor']   # the stages that read `runtime`, and the figures of their outputs
     params_file.write_text(text.replace('smoke: {episodes_per_task: 2}', 'smoke: {episodes_per_task: 3}'))
-    assert ran(smoke_copy) == ['collect', 'demos', 'evaluate', 'language_check', 'train_policy', 'train_predictor']   # everything downstream reruns
+    assert ran(smoke_copy) == ['collect', 'demos', 'evaluate', 'figures', 'intervene', 'language_check', 'train_policy', 'train_predictor']   # everything downstream reruns
     assert len(EpisodeStore.open(smoke_copy/'stores/demos.zarr')) == 3 * len(load_params(params_file).envs.seen_tasks)
     assert ran(smoke_copy) == []

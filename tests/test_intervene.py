@@ -1,0 +1,190 @@
+"""The runtime monitor and the intervention runs on a real (small, untrained) ensemble and a real trained predictor:
+paired episodes, each strategy's effect when alarms never or always fire, crash-safe resume, metrics, clear errors."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from salus.collect import RolloutConfig, collect_rollouts, episode_specs, rollout_episode
+from salus.core import EnvsParams, derive_seed
+from salus.envs import ScriptedExpert, make_env
+from salus.intervene import (CONDITIONS, STRATEGIES, InterventionConfig, InterventionError, Monitor, MonitorConfig,
+                             consensus_action, intervention_metrics, intervention_specs, monitored_episode, run_interventions)
+from salus.predictor import (ConformalThresholds, PredictorConfig, TrainConfig, load_signal_episodes, save_predictor,
+                             train_predictor)
+from salus.signals import FeatureNovelty
+from salus.vla import EmbeddedVLA, EmbeddedVLAConfig, VLAObservation
+
+ENVS = dict(image_size=32, control_hz=10, collision_force=60.0, seen_tasks=['lift_red'], unseen_tasks=['open_drawer'])
+SIGNALS = ('epistemic', 'smoothness', 'chunk_disagreement', 'sample_dispersion', 'knn_novelty')
+HORIZONS = [0.5, 1.0]
+
+def thresholds_at(model, value:float) -> ConformalThresholds:
+    "Thresholds of one value everywhere: 1.0 never alarms (probabilities are ≤ 1), -1 always does."
+    H, K1 = model.config.output_shape
+    z = np.zeros((1, H, K1))
+    return ConformalThresholds([0.1], HORIZONS, model.config.output_names, np.full((1, H, K1), value), z, z, z, 0)
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    "An untrained two-member ensemble, a novelty reference, and a predictor trained on three of its rollouts."
+    tmp = tmp_path_factory.mktemp('intervene')
+    vla = EmbeddedVLA(EmbeddedVLAConfig(image_size=32, channels=8, keypoints=4, hidden=16, flow_steps=2), members=2, seed=5)
+    vla.save(tmp/'policy')
+    FeatureNovelty(np.random.default_rng(0).normal(size=(64, 32)), k=3).save(tmp/'novelty.npz')
+    rollout_cfg = RolloutConfig(str(tmp/'policy'), ENVS, SIGNALS, samples=2, novelty_path=str(tmp/'novelty.npz'))
+    store = collect_rollouts(tmp/'rollouts.zarr', episode_specs(['lift_red'], [], {'nominal': {}}, 3, seed=0), rollout_cfg,
+                             backend='serial', progress=False)
+    data = load_signal_episodes(store, HORIZONS)
+    model = train_predictor(data, [0, 1], [2], PredictorConfig(list(SIGNALS), HORIZONS, 10, window=4, arch='mlp', hidden=8),
+                            TrainConfig(epochs=2), progress=False)[0]
+    for name, value in (('never', 1.0), ('always', -1.0)):
+        save_predictor(model, tmp/name/'seed0')
+        thresholds_at(model, value).save(tmp/name/'seed0'/'thresholds.json')
+    monitor = MonitorConfig(samples=2, resample_samples=3, human_steps=3, max_help_requests=2)
+    cfg = lambda name: InterventionConfig(str(tmp/'policy'), str(tmp/name), ENVS, monitor, str(tmp/'novelty.npz'))
+    episodes = episode_specs(['lift_red'], ['open_drawer'], {'nominal': {}, 'shifted': {'pose': 0.03, 'distractors': 1}}, 1, seed=11)
+    return dict(tmp=tmp, vla=vla, model=model, cfg=cfg, rollout_cfg=rollout_cfg, episodes=episodes,
+                novelty=FeatureNovelty.load(tmp/'novelty.npz'))
+
+def run(world, name, condition, episode):
+    from salus.intervene import InterventionSpec
+    return monitored_episode(InterventionSpec(episode, condition, 0), world['cfg'](name))
+
+def observation(task='lift_red', seed=0):
+    obs, info = make_env(task, EnvsParams(**ENVS)).reset(seed=seed)
+    return VLAObservation(obs['front'], obs['wrist'], obs['state'], info['instruction'])
+
+def test_unmonitored_run_is_the_collected_episode(world):
+    "Same seed, same noise: the monitor's policy steps are collection's, so conditions are paired."
+    for e in world['episodes']:
+        r = run(world, 'always', 'none', e)              # alarms everywhere, but 'none' never acts
+        data, meta = rollout_episode(e, world['rollout_cfg'])
+        assert (r['outcome'], r['failure_type'], r['steps']) == (meta['outcome'], meta['failure_type'], meta['steps'])
+        assert r['alarm_steps'] == r['steps'] and r['first_alarm'] == 0 and r['help_requests'] == 0
+
+@pytest.mark.parametrize('strategy', STRATEGIES)
+def test_no_alarm_no_intervention(world, strategy):
+    for e in world['episodes'][:2]:
+        base, r = run(world, 'never', 'none', e), run(world, 'never', strategy, e)
+        assert (r['outcome'], r['failure_type'], r['steps']) == (base['outcome'], base['failure_type'], base['steps'])
+        assert r['alarm_steps'] == r['first_alarm'] + 1 == 0
+        assert r['help_requests'] == r['slowed_steps'] == r['resampled_steps'] == 0
+
+def test_every_step_alarmed(world):
+    e = world['episodes'][0]
+    base = run(world, 'always', 'none', e)
+    stop = run(world, 'always', 'stop', e)
+    assert (stop['outcome'], stop['steps'], stop['failure_type']) == ('abort', 0, '')
+    slow = run(world, 'always', 'slow', e)
+    assert slow['slowed_steps'] == slow['steps'] > 0
+    resample = run(world, 'always', 'resample', e)
+    assert resample['resampled_steps'] == resample['steps'] > 0
+    human = run(world, 'always', 'human', e)
+    assert human['help_requests'] == 2 and human['help_steps'] == min(6, human['steps'])   # 2 requests × 3 steps, then no more
+    assert base['outcome'] != 'abort'
+
+def test_slow_and_resample_actions(world):
+    o = observation()
+    never, always = thresholds_at(world['model'], 1.0), thresholds_at(world['model'], -1.0)
+    cfg = MonitorConfig(samples=2, resample_samples=3)
+    d0 = Monitor(world['vla'], world['model'], never, replace(cfg, strategy='slow'), world['novelty'], seed=3).step(o)
+    d = Monitor(world['vla'], world['model'], always, replace(cfg, strategy='slow'), world['novelty'], seed=3).step(o)
+    assert np.array_equal(d0.proposed, d.proposed) and np.array_equal(d0.action, d0.proposed)   # same seed, same proposal
+    assert list(d.kind) == ['slow'] and np.allclose(d.action[:, :6], 0.5 * d.proposed[:, :6]) and d.action[0, 6] == d.proposed[0, 6]
+    r = Monitor(world['vla'], world['model'], always, replace(cfg, strategy='resample'), world['novelty'], seed=3).step(o)
+    fresh = world['vla'].member_chunks(o, torch.Generator().manual_seed(derive_seed(3, 'resample')), samples=3)[0]  # (3, K, 1, T, A)
+    candidates = fresh.reshape(-1, 1, *fresh.shape[-2:])[:, :, 0]
+    assert list(r.kind) == ['resample'] and np.allclose(r.action, np.clip(consensus_action(candidates), -1, 1))
+    assert any(np.allclose(r.action[0], np.clip(c[0], -1, 1)) for c in candidates)   # an action some member proposed (clipped)
+    assert np.array_equal(r.proposed, d.proposed)                               # resampling leaves the policy's noise alone
+    assert d.risk.shape == (1, 2, 5) and np.isfinite(d.risk).all() and d.signals.shape == (1, len(SIGNALS))
+
+def test_consensus_is_the_medoid():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        c = rng.normal(size=(int(rng.integers(1, 9)), 2, 3))
+        got = consensus_action(c)
+        for b in range(2):
+            cost = lambda x: np.linalg.norm(c[:, b] - x, axis=-1).sum()
+            assert cost(got[b]) <= min(cost(x) for x in c[:, b]) + 1e-5
+    with pytest.raises(InterventionError, match='candidates must be'): consensus_action(np.zeros((3, 4)))
+
+def test_expert_takes_over_a_held_object():
+    env = make_env('lift_red', render=False)
+    env.reset(seed=3)
+    expert = ScriptedExpert(env)
+    while not env.object_held: env.step(expert.act())
+    helper = ScriptedExpert(env)
+    helper.take_over()
+    assert helper.phase == 3                                    # carries on lifting, does not open the gripper to re-approach
+    while env.outcome == 'running': env.step(helper.act())
+    assert env.outcome == 'success'
+    fresh = make_env('lift_red', render=False)
+    fresh.reset(seed=3)
+    helper = ScriptedExpert(fresh)
+    helper.take_over()
+    assert helper.phase == 0 and not fresh.object_held
+
+def test_run_resumes_and_refuses_other_specs(world):
+    tmp, cfg = world['tmp'], world['cfg']('never')
+    specs = intervention_specs(world['episodes'][:2], ['stop', 'slow'], 1)
+    assert [s.condition for s in specs] == ['none', 'none', 'stop', 'stop', 'slow', 'slow']
+    whole = run_interventions(tmp/'whole.jsonl', specs, cfg, backend='serial', progress=False)
+    run_interventions(tmp/'part.jsonl', specs[:3], cfg, backend='serial', progress=False)          # killed after 3
+    resumed = run_interventions(tmp/'part.jsonl', specs, cfg, backend='local', workers=2, progress=False)
+    strip = lambda rs: [{k: v for k, v in r.items() if not k.endswith('_ms')} for r in rs]
+    assert strip(resumed) == strip(whole)
+    assert strip(json.loads(l) for l in (tmp/'part.jsonl').read_text().splitlines()) == strip(whole)
+    with pytest.raises(InterventionError, match='not the first'):
+        run_interventions(tmp/'part.jsonl', intervention_specs(world['episodes'][2:], ['stop', 'slow'], 1), cfg, 'serial', progress=False)
+    (tmp/'bad.jsonl').write_text('{"index": 0\n')
+    with pytest.raises(InterventionError, match='line 1 is not JSON'): run_interventions(tmp/'bad.jsonl', specs, cfg, 'serial', progress=False)
+    with pytest.raises(FileNotFoundError, match=r'no predictor .* for seed\(s\) \[1\]'):
+        run_interventions(tmp/'x.jsonl', intervention_specs(world['episodes'][:1], ['stop'], 2), cfg, 'serial', progress=False)
+    with pytest.raises(InterventionError, match='unknown strategies'): intervention_specs(world['episodes'], ['pray'], 1)
+
+def rec(i, c, outcome, seed=0, split='seen', help_requests=0):
+    return dict(index=i, condition=c, predictor_seed=seed, outcome=outcome, failure_type='' if outcome != 'failure' else 'collision',
+                help_requests=help_requests, first_alarm=-1 if outcome == 'success' else 2, split=split, steps=10, policy_ms=1.0, monitor_ms=0.1)
+
+def test_metrics_average_seeds_and_pair_episodes():
+    n = 40
+    base = [rec(i, 'none', 'success' if i % 2 else 'failure') for i in range(n)]
+    stop0 = [rec(i, 'stop', 'abort' if i % 4 == 0 else r['outcome'], seed=0) for i, r in enumerate(base)]    # stops half the failures
+    stop1 = [rec(i, 'stop', 'abort' if i % 2 == 0 or i % 10 == 1 else 'success', seed=1) for i in range(n)]  # all failures, some successes
+    m = intervention_metrics(base + stop0 + stop1, bootstrap=200, seed=0)['all']
+    assert m['none']['failure_rate'] == 0.5 and m['none']['success_change'] == 0 and m['none']['seeds'] == 1
+    s = m['stop']
+    assert s['seeds'] == 2 and s['n_episodes'] == n
+    assert s['failure_reduction'] == pytest.approx((0.5 + 1.0) / 2)
+    assert s['false_stop_rate'] == pytest.approx((0 + 4 / 20) / 2) and s['false_stops'] == pytest.approx(2.0)
+    assert s['success_change'] == pytest.approx((0 + -0.1) / 2)
+    for k in ('failure_reduction', 'success_rate', 'abort_rate'):
+        lo, hi = s[k + '_ci']
+        assert lo <= s[k] <= hi and hi - lo < 0.6
+    assert set(intervention_metrics(base + stop0, bootstrap=5)) == {'all', 'seen'}
+    with pytest.raises(InterventionError, match='confidence'): intervention_metrics(base, confidence=1.5)
+    with pytest.raises(InterventionError, match='no intervention records'): intervention_metrics([])
+
+def test_bad_monitor_setup_is_named(world):
+    m, vla = world['model'], world['vla']
+    with pytest.raises(InterventionError, match="unknown strategy 'hope'"): MonitorConfig('hope')
+    with pytest.raises(InterventionError, match='slow_factor'): MonitorConfig('slow', slow_factor=1.5)
+    with pytest.raises(InterventionError, match='needs samples ≥ 2'): Monitor(vla, m, thresholds_at(m, 1), MonitorConfig(samples=1), world['novelty'])
+    other = ConformalThresholds([0.1], [0.2, 1.0], m.config.output_names, np.ones((1, 2, 5)), *[np.zeros((1, 2, 5))] * 3, 0)
+    with pytest.raises(InterventionError, match='thresholds are for horizons'): Monitor(vla, m, other, MonitorConfig(samples=2), world['novelty'])
+    with pytest.raises(ValueError, match='need a fitted FeatureNovelty'): Monitor(vla, m, thresholds_at(m, 1), MonitorConfig(samples=2))
+    mon = Monitor(vla, m, thresholds_at(m, 1), MonitorConfig(samples=2), world['novelty'], n_envs=2)
+    with pytest.raises(InterventionError, match='batch of 1 observations'): mon.step(observation())
+    with pytest.raises(FileNotFoundError, match='no policy checkpoint'):
+        run_interventions(world['tmp']/'y.jsonl', [], replace(world['cfg']('never'), policy_path=str(world['tmp']/'nope')), 'serial')
+    assert CONDITIONS[0] == 'none'
+
+def test_readme_shows_the_generated_intervention_table():
+    from conftest import REPO
+    from salus.evaluate import sync_readme_results
+    assert sync_readme_results(REPO/'README.md', REPO/'metrics/intervention.md', check=True), \
+        "README's intervention table differs from metrics/intervention.md: run `make repro`"
