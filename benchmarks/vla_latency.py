@@ -6,7 +6,8 @@ measured side by side in one run. Target: K = 3 batched ≤ 1.5 × one member.
 `embedded`: the embedded VLA (members' weights stacked, one vmapped forward). `smolvla`: lerobot's SmolVLA as K
 flow-matching noise samples of one checkpoint (the batch repeated K times, one forward); by default a tiny randomly
 initialised SmolVLA built offline (`salus.vla.smolvla.tiny_smolvlm`); `--vlm DIR` builds the real-size architecture
-from a local SmolVLM2 folder instead (random weights: latency does not depend on them), `--device cuda` on a GPU.
+from a local SmolVLM2 folder instead, and `--vlm smolvlm2-500m` from SmolVLM2-500M's published architecture written
+here (`salus.vla.smolvla.SMOLVLM2_500M`; random weights: latency does not depend on them), `--device cuda` on a GPU.
 """
 import argparse, contextlib, json, statistics, sys, time
 from pathlib import Path
@@ -30,9 +31,11 @@ def smolvla_backend(K, vlm, device):
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
     from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
-    from salus.vla.smolvla import SmolVLABackend, tiny_smolvla_config, tiny_smolvlm
-    if vlm is None: config = tiny_smolvla_config(tiny_smolvlm(tempfile.mkdtemp()))
-    else:  # SmolVLA's released architecture (defaults of SmolVLAConfig) on a local SmolVLM2 folder
+    from salus.vla.smolvla import SMOLVLM2_500M, SmolVLABackend, tiny_smolvla_config, tiny_smolvlm, write_smolvlm
+    corpus = ['lift the red cube']  # the benchmark's one instruction (no MuJoCo import for the tokenizer's corpus)
+    if vlm is None: config = tiny_smolvla_config(tiny_smolvlm(tempfile.mkdtemp(), corpus=corpus))
+    elif vlm == 'smolvlm2-500m': vlm = write_smolvlm(tempfile.mkdtemp(), **SMOLVLM2_500M, corpus=corpus)
+    if vlm is not None:  # SmolVLA's released architecture (defaults of SmolVLAConfig) on a SmolVLM2 folder
         config = SmolVLAConfig(vlm_model_name=str(vlm), load_vlm_weights=False,
                                input_features={'observation.images.camera1': PolicyFeature(FeatureType.VISUAL, (3, 96, 96)),
                                                'observation.state': PolicyFeature(FeatureType.STATE, (11,))},
@@ -70,7 +73,8 @@ if __name__ == '__main__':
     ap.add_argument('--repeats', type=int, default=30)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--backend', choices=['embedded', 'smolvla'], default='embedded')
-    ap.add_argument('--vlm', help='smolvla: a local SmolVLM2 folder (real-size architecture); default: a tiny one built here')
+    ap.add_argument('--vlm', help="smolvla: a local SmolVLM2 folder, or 'smolvlm2-500m' (the published architecture, "
+                                  "written here); default: a tiny one built here")
     ap.add_argument('--device', default='cpu')
     a = ap.parse_args()
     print(json.dumps(main(a.repeats, a.threads, a.backend, a.vlm, a.device), indent=2))

@@ -412,4 +412,5 @@ d = { 'settings': { 'branch': 'main',
                                    'salus.vla.smolvla._smolvla': ('smolvla.html#_smolvla', 'salus/vla/smolvla.py'),
                                    'salus.vla.smolvla.fit_width': ('smolvla.html#fit_width', 'salus/vla/smolvla.py'),
                                    'salus.vla.smolvla.tiny_smolvla_config': ('smolvla.html#tiny_smolvla_config', 'salus/vla/smolvla.py'),
-                                   'salus.vla.smolvla.tiny_smolvlm': ('smolvla.html#tiny_smolvlm', 'salus/vla/smolvla.py')}}}
+                                   'salus.vla.smolvla.tiny_smolvlm': ('smolvla.html#tiny_smolvlm', 'salus/vla/smolvla.py'),
+                                   'salus.vla.smolvla.write_smolvlm': ('smolvla.html#write_smolvlm', 'salus/vla/smolvla.py')}}}

@@ -90,3 +90,15 @@ def test_predict_api_and_bad_input(vlm, tmp_path):
         SmolVLABackend([p], [procs], adapter=SmolVLAAdapter(cameras={'wrist': 'observation.images.camera2'}))
     with pytest.raises(ValueError, match='unknown env camera'):
         SmolVLAAdapter(cameras={'left': 'observation.images.camera1'})
+
+def test_released_architecture_is_written_and_read_back(tmp_path):
+    "SmolVLM2-500M's architecture (for timing the released size) round-trips through transformers' own loaders."
+    from transformers import AutoConfig, AutoProcessor
+    from salus.vla.smolvla import SMOLVLM2_500M, write_smolvlm
+    path = write_smolvlm(tmp_path/'vlm', **SMOLVLM2_500M, corpus=['lift the red cube'])
+    config, processor = AutoConfig.from_pretrained(path), AutoProcessor.from_pretrained(path)
+    assert (config.text_config.hidden_size, config.text_config.num_hidden_layers, config.text_config.vocab_size) == (960, 32, 49280)
+    assert (config.vision_config.hidden_size, config.vision_config.image_size, config.scale_factor) == (768, 512, 4)
+    v = config.vision_config  # image tokens per image = patches after the pixel shuffle
+    assert processor.image_seq_len == (v.image_size // v.patch_size // config.scale_factor) ** 2 == 64
+    assert processor.tokenizer.convert_tokens_to_ids('<image>') == config.image_token_id

@@ -229,7 +229,8 @@ class EmbeddedVLA:
         if obs.state.shape[1] != c.state_dim: raise ValueError(f"state must have {c.state_dim} values, got {obs.state.shape[1]}")
         img = lambda a: F.interpolate(torch.from_numpy(a).to(self.device).permute(0, 3, 1, 2).float() / 255,
                                       size=(c.image_size, c.image_size), mode='area')
-        state = (torch.from_numpy(obs.state).to(self.device) - torch.tensor(n.state_mean)) / torch.tensor(n.state_std)
+        stat = lambda v: torch.tensor(v, device=self.device)
+        state = (torch.from_numpy(obs.state).to(self.device) - stat(n.state_mean)) / stat(n.state_std)
         if self.encoder is None: self.encoder = instruction_encoder()
         text = torch.from_numpy(self.encoder(obs.instructions)).to(self.device)
         return img(obs.front), img(obs.wrist), state.float(), text
@@ -253,7 +254,8 @@ class EmbeddedVLA:
             outs = [functional_call(self.base, ({n: v[k] for n, v in self.params.items()}, {n: v[k] for n, v in self.buffers.items()}),
                                     (front, wrist, state, text, noise)) for k in range(self.members)]
             x, emb = torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
-        chunks = x.view(self.members, samples, B, c.chunk_size, c.action_dim) * torch.tensor(n.action_std) + torch.tensor(n.action_mean)
+        stat = lambda v: torch.tensor(v, device=x.device)
+        chunks = x.view(self.members, samples, B, c.chunk_size, c.action_dim) * stat(n.action_std) + stat(n.action_mean)
         chunks = chunks.permute(1, 0, 2, 3, 4).cpu().numpy()
         emb = emb.view(self.members, samples, B, -1)[:, 0].cpu().numpy()
         return (chunks[0] if samples == 1 else chunks), emb
@@ -333,10 +335,11 @@ def _random_shift(img:torch.Tensor, pad:int, generator:torch.Generator) -> torch
     "Shift each image by up to `pad` pixels (replicate padding), as diffusion policy's crop augmentation."
     B, C, H, W = img.shape
     padded = F.pad(img, (pad,) * 4, mode='replicate')
-    dx, dy = torch.randint(0, 2 * pad + 1, (2, B), generator=generator)
-    rows = (torch.arange(H)[None] + dy[:, None])[:, :, None].expand(B, H, W)
-    cols = (torch.arange(W)[None] + dx[:, None])[:, None, :].expand(B, H, W)
-    return padded[torch.arange(B)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, B), generator=generator).to(img.device)
+    arange = lambda n: torch.arange(n, device=img.device)
+    rows = (arange(H)[None] + dy[:, None])[:, :, None].expand(B, H, W)
+    cols = (arange(W)[None] + dx[:, None])[:, None, :].expand(B, H, W)
+    return padded[arange(B)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
                    data:DemoTensors, # from `demo_tensors`
@@ -356,6 +359,8 @@ def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
     if data.goal is None: goal_weight, goal = 0.0, torch.zeros(len(state), vla.config.goal_dim)
     else: goal = torch.from_numpy(data.goal / GOAL_SCALE).float()
     if goal.shape[1] != vla.config.goal_dim: raise ValueError(f"goal targets have {goal.shape[1]} values, the model predicts {vla.config.goal_dim}")
+    dev = vla.device  # the training arrays move there once (uint8 images: 2 x 12 KB per step at 64 px)
+    front, wrist, state, chunks, text, goal = (x.to(dev) for x in (data.front, data.wrist, state, chunks, text, goal))
     episodes = np.unique(data.episode)
     steps_of = {e: np.flatnonzero(data.episode == e) for e in episodes}
     boot = [np.concatenate([steps_of[e] for e in rng.choice(episodes, len(episodes))]) for _ in range(vla.members)]
@@ -371,15 +376,15 @@ def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
         totals = torch.zeros(vla.members, 2)
         for i in range(n_batches):
             idx = np.stack([o[i * batch_size:(i + 1) * batch_size] for o in orders])  # (K, B)
-            flat = torch.from_numpy(idx.reshape(-1))
+            flat = torch.from_numpy(idx.reshape(-1)).to(dev)
             img = lambda x: _random_shift(x[flat].float() / 255, shift_pixels, g).view(vla.members, batch_size, 3, *x.shape[2:])
             per_member = lambda x: x[flat].view(vla.members, batch_size, -1)
-            noise = torch.randn(vla.members, batch_size, chunks.shape[1], generator=g)
-            t = torch.rand(vla.members, batch_size, generator=g)
-            losses = loss_fn(img(data.front), img(data.wrist), per_member(state), per_member(text), noise,
+            noise = torch.randn(vla.members, batch_size, chunks.shape[1], generator=g).to(dev)  # drawn on the CPU: same stream on every device
+            t = torch.rand(vla.members, batch_size, generator=g).to(dev)
+            losses = loss_fn(img(front), img(wrist), per_member(state), per_member(text), noise,
                              per_member(chunks), t, per_member(goal))  # (K, 2)
             opt.zero_grad(); (losses[:, 0].sum() + goal_weight * losses[:, 1].sum()).backward(); opt.step(); sched.step()
-            totals += losses.detach()
+            totals += losses.detach().cpu()
         means = (totals / n_batches).tolist()
         history += [dict(epoch=epoch, member=k, loss=l, goal_loss=gl if goal_weight else float('nan')) for k, (l, gl) in enumerate(means)]
         bar.set_postfix(loss=f"{np.mean([m[0] for m in means]):.3f}", goal=f"{np.mean([m[1] for m in means]):.3f}")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json, os, warnings
+from typing import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,8 +16,8 @@ import torch
 from . import VLAObservation
 
 # %% auto #0
-__all__ = ['LEROBOT_VERSION', 'SMOLVLM_SPECIAL_TOKENS', 'tiny_smolvlm', 'tiny_smolvla_config', 'SmolVLAAdapter', 'fit_width',
-           'SmolVLABackend']
+__all__ = ['LEROBOT_VERSION', 'SMOLVLM_SPECIAL_TOKENS', 'SMOLVLM2_500M', 'write_smolvlm', 'tiny_smolvlm', 'tiny_smolvla_config',
+           'SmolVLAAdapter', 'fit_width', 'SmolVLABackend']
 
 # %% ../../nbs/02b_smolvla.ipynb #8f63fa11
 LEROBOT_VERSION = '0.4.4'  # the version `requirements/lerobot.txt` installs
@@ -37,32 +38,54 @@ def _smolvla():
 SMOLVLM_SPECIAL_TOKENS = {'image_token': '<image>', 'fake_image_token': '<fake_token_around_image>',
                           'global_image_token': '<global-img>', 'end_of_utterance_token': '<end_of_utterance>'}
 
-def tiny_smolvlm(path:str|Path, # folder to write (created)
-                 hidden:int=64, # width of the language model (the action expert is 0.75 of it)
-                 layers:int=2, # language-model layers
-                 image_size:int=64, # the vision tower's input size
-                ) -> Path:
-    "Write a tiny, randomly initialisable SmolVLM config and processor (tokenizer trained locally) to `path`."
+def write_smolvlm(path:str|Path, # folder to write (created)
+                  text_config:dict, # the language model (a llama config; `vocab_size` at least the tokenizer's)
+                  vision_config:dict, # the vision tower (a SigLIP config)
+                  scale_factor:int, # pixel-shuffle factor of the connector
+                  image_seq_len:int, # image tokens per image: (image_size / patch_size / scale_factor)^2
+                  corpus:Sequence[str]|None=None, # tokenizer training text; default: the suite's instructions
+                 ) -> Path:
+    "Write a randomly initialisable SmolVLM config and processor to `path`, with a WordPiece tokenizer trained here."
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import (PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor,
                               SmolVLMVideoProcessor)
-    from salus.envs import TASKS
+    if corpus is None:
+        from salus.envs import TASKS
+        corpus = [t.instruction(i) for t in TASKS.values() for i in range(3)]
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    corpus = [t.instruction(i) for t in TASKS.values() for i in range(3)]
     tok = Tokenizer(models.WordPiece(unk_token='<unk>'))
     tok.normalizer, tok.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
     tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=256, special_tokens=['<pad>', '<unk>', *SMOLVLM_SPECIAL_TOKENS.values()]))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token='<pad>', unk_token='<unk>', extra_special_tokens=SMOLVLM_SPECIAL_TOKENS)
-    heads = max(2, hidden // 16)
-    SmolVLMConfig(text_config=dict(model_type='llama', hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                                   num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), head_dim=hidden // heads,
-                                   vocab_size=len(tokenizer)),
-                  vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                     image_size=image_size, patch_size=16),
-                  scale_factor=2, image_token_id=tokenizer.convert_tokens_to_ids('<image>')).save_pretrained(path)
-    SmolVLMProcessor(image_processor=SmolVLMImageProcessor(size={'longest_edge': image_size}, max_image_size={'longest_edge': image_size}),
-                     video_processor=SmolVLMVideoProcessor(), tokenizer=tokenizer, image_seq_len=4).save_pretrained(path)
+    text_config = {'model_type': 'llama', **text_config, 'vocab_size': max(len(tokenizer), text_config.get('vocab_size', 0))}
+    SmolVLMConfig(text_config=text_config, vision_config=vision_config, scale_factor=scale_factor,
+                  image_token_id=tokenizer.convert_tokens_to_ids('<image>')).save_pretrained(path)
+    side = {'longest_edge': vision_config['image_size']}
+    SmolVLMProcessor(image_processor=SmolVLMImageProcessor(size=side, max_image_size=side), video_processor=SmolVLMVideoProcessor(),
+                     tokenizer=tokenizer, image_seq_len=image_seq_len).save_pretrained(path)
     return path
+
+def tiny_smolvlm(path:str|Path, # folder to write (created)
+                 hidden:int=64, # width of the language model (the action expert is 0.75 of it)
+                 layers:int=2, # language-model layers
+                 image_size:int=64, # the vision tower's input size
+                 corpus:Sequence[str]|None=None, # tokenizer training text; default: the suite's instructions
+                ) -> Path:
+    "Write a tiny, randomly initialisable SmolVLM config and processor (tokenizer trained locally) to `path`."
+    heads = max(2, hidden // 16)
+    return write_smolvlm(path, dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                                    num_key_value_heads=max(1, heads // 2), head_dim=hidden // heads),
+                         dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=image_size, patch_size=16),
+                         scale_factor=2, image_seq_len=4, corpus=corpus)
+
+# The published SmolVLM2-500M architecture (SmolLM2-360M language model, SigLIP-B/16 at 512 px, pixel shuffle 4):
+# SmolVLA-base is built on it and keeps its first 16 language layers. Weights are not needed to time it.
+SMOLVLM2_500M = dict(text_config=dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+                                      num_key_value_heads=5, head_dim=64, vocab_size=49280, rms_norm_eps=1e-5, rope_theta=100000.0,
+                                      max_position_embeddings=8192, tie_word_embeddings=True),
+                     vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                                        image_size=512, patch_size=16),
+                     scale_factor=4, image_seq_len=64)
 
 # %% ../../nbs/02b_smolvla.ipynb #72ccf967
 def tiny_smolvla_config(vlm_path:str|Path, # a folder from `tiny_smolvlm` (or a real SmolVLM2)
