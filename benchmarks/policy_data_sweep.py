@@ -38,10 +38,11 @@ def main(demos, wide, device, episodes, threads):
     store = EpisodeStore.open(f'{folder}/demos.zarr')
     tasks = [str(t) for t in store.meta()['task']]
     out = dict(benchmark='policy_data_sweep', device=device, episodes_per_task=episodes, runs=[])
+    every = demo_tensors(store, EmbeddedVLAConfig(image_size=p.image_size, chunk_size=p.chunk_size))  # read once, cut per N
     for n in demos:
         for overrides in ([{}, WIDE] if wide and n == max(demos) else [{}]):
             config = EmbeddedVLAConfig(image_size=p.image_size, chunk_size=p.chunk_size, **overrides)
-            data = first_per_task(demo_tensors(store, config), tasks, n)
+            data = first_per_task(every, tasks, n)
             vla = EmbeddedVLA(config, members=p.members, seed=derive_seed(params.seed, 'policy_init'), device=device)
             t = time.perf_counter()
             history = train_ensemble(vla, data, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, goal_weight=p.goal_weight,
