@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -14,15 +14,16 @@ import torch
 from torch import nn
 
 from .data import EpisodeStore
-from .predictor import (FailurePredictor, SignalEpisodes, average_precision, conformal_quantile, episode_steps,
-                             load_signal_episodes, roc_auc)
+from .predictor import (FailurePredictor, PredictorConfig, SignalEpisodes, TrainConfig, average_precision,
+                             conformal_quantile, episode_steps, fit_temperature, load_signal_episodes, roc_auc, split_episodes,
+                             train_predictor)
 
 # %% auto #0
 __all__ = ['BASELINE_SIGNALS', 'BASELINES', 'RESULTS_MARKERS', 'EvaluationError', 'precision_recall_f1', 'balanced_accuracy',
            'best_f1_threshold', 'roc_curve', 'EpisodeScores', 'episode_metrics', 'step_metrics', 'EvalData',
            'load_eval_data', 'Scorer', 'SalusScorer', 'SignalScorer', 'RNDScorer', 'SafeMLPScorer', 'LogRegScorer',
-           'make_baselines', 'ScoredSeed', 'score_seed', 'evaluate_seeds', 'metrics_json', 'results_table',
-           'results_markers', 'sync_readme_results']
+           'make_baselines', 'ScoredSeed', 'score_seed', 'evaluate_seeds', 'heldout_task_splits', 'metrics_json',
+           'results_table', 'results_markers', 'sync_readme_results']
 
 # %% ../nbs/06_evaluate.ipynb #922526cf
 class EvaluationError(ValueError):
@@ -113,6 +114,14 @@ class EpisodeScores:
             if len(hit): out[e] = hit[0]
         return out
 
+    @classmethod
+    def concat(cls, parts:Sequence['EpisodeScores']) -> 'EpisodeScores':
+        "Several sets of episodes (e.g. one per held-out-task fold) as one, in order."
+        if not parts: raise EvaluationError("EpisodeScores.concat: nothing to concatenate")
+        cat = lambda f: np.concatenate([getattr(p, f) for p in parts])
+        types = None if any(p.failure_type is None for p in parts) else cat('failure_type')
+        return cls(cat('scores'), cat('labels'), np.cumsum(cat('lengths')), cat('failed'), cat('failure_step'), parts[0].control_hz, types)
+
     def subset(self, episodes:Sequence[int]) -> 'EpisodeScores':
         idx = np.asarray(episodes, np.int64)
         steps = episode_steps(self.episode_ends, idx)
@@ -199,8 +208,18 @@ def _tile(x:np.ndarray, H:int) -> np.ndarray: return np.repeat(np.asarray(x, np.
 # %% ../nbs/06_evaluate.ipynb #d357f347
 class SalusScorer(Scorer):
     name, description = 'salus', 'the SALUS predictor: p(any failure within h) from a window of signals'
-    def __init__(self, model:FailurePredictor): self.model = model
+    def __init__(self, model:FailurePredictor|None=None, # a trained predictor, scored as it is ...
+                 config:PredictorConfig|None=None, # ... or the predictor to train in `fit`,
+                 train_config:TrainConfig|None=None): # how (its `seed` is replaced by fit's)
+        if (model is None) == (config is None): raise EvaluationError("SalusScorer: give a trained model or a config to train, not both")
+        self.model, self.config, self.train_config = model, config, train_config or TrainConfig()
+    def fit(self, data, train, val, seed=0):
+        if self.config is None: return self  # trained already (the train_predictor stage's checkpoints)
+        self.model, _ = train_predictor(data.episodes, train, val, self.config, replace(self.train_config, seed=seed), progress=False)
+        fit_temperature(self.model, data.episodes, val)
+        return self
     def score(self, data, episodes):
+        if self.model is None: raise EvaluationError("SalusScorer: call fit before score")
         sub = data.episodes.subset(episodes)
         return self.model.predict_episodes(sub)[:, :, -1].astype(np.float64)
 
@@ -317,7 +336,7 @@ def make_baselines(names:Sequence[str], signal_names:Sequence[str]) -> list[Scor
 class ScoredSeed:
     "One scorer on one seed: held-out scores per split and the thresholds chosen on validation and calibration episodes."
     scorer: str
-    splits: dict[str, EpisodeScores]  # 'seen' (the test split of the seen tasks), 'unseen'
+    splits: dict[str, EpisodeScores]  # 'seen' (the test split of the seen tasks), 'unseen', or a fold's 'heldout'
     step_thresholds: np.ndarray  # (H,) F1-optimal on validation steps
     conformal: dict[float, float]  # α → threshold on the episode score (calibration successes)
 
@@ -326,13 +345,19 @@ def _episode_scores(data:EvalData, episodes:np.ndarray, scores:np.ndarray) -> Ep
     return EpisodeScores(scores, e.labels[:, :, -1].astype(bool), e.episode_ends, e.failed, e.meta['failure_step'], e.control_hz,
                          np.asarray(e.meta['failure_type'], dtype=object))
 
-def score_seed(data:EvalData, splits:dict[str, np.ndarray], scorer:Scorer, alphas:Sequence[float], seed:int) -> ScoredSeed:
-    "Fit (train/val), threshold (val, calib successes) and score (test, unseen) one scorer."
-    for need in ('train', 'val', 'calib', 'test', 'unseen'):
+def score_seed(data:EvalData, splits:dict[str, np.ndarray], scorer:Scorer, alphas:Sequence[float], seed:int,
+               evaluated:dict[str, str]|None=None, # result name → split key scored; default seen ← test, unseen ← unseen
+              ) -> ScoredSeed:
+    "Fit (train/val), threshold (val, calib successes) and score the held-out splits (test, unseen) with one scorer."
+    evaluated = evaluated or {'seen': 'test', 'unseen': 'unseen'}
+    for need in ('train', 'val', 'calib', *evaluated.values()):
         if need not in splits: raise EvaluationError(f"splits lack {need!r}")
     e = data.episodes
-    leaked = sorted(set(e.meta['split'][np.r_[splits['train'], splits['val'], splits['calib']]]) - {'seen'})
+    used = np.r_[splits['train'], splits['val'], splits['calib']].astype(np.int64)
+    leaked = sorted(set(e.meta['split'][used]) - {'seen'})
     if leaked: raise EvaluationError(f"train/val/calib episodes must come from seen tasks, got {leaked}")
+    overlap = {k for k in evaluated.values() if np.isin(splits[k], used).any()}
+    if overlap: raise EvaluationError(f"split(s) {sorted(overlap)} share episodes with train/val/calib")
     scorer.fit(data, splits['train'], splits['val'], seed)
     val = _episode_scores(data, splits['val'], scorer.score(data, splits['val']))
     H = val.scores.shape[1]
@@ -345,7 +370,7 @@ def score_seed(data:EvalData, splits:dict[str, np.ndarray], scorer:Scorer, alpha
     # too few calibration successes give +inf (never alarm), visible in the metrics as TPR 0
     conformal = {float(a): conformal_quantile(maxes, a, warn=False) for a in alphas}
     held = {name: _episode_scores(data, splits[key], scorer.score(data, splits[key]))
-            for name, key in (('seen', 'test'), ('unseen', 'unseen')) if len(splits[key])}
+            for name, key in evaluated.items() if len(splits[key])}
     return ScoredSeed(scorer.name, held, step_thr, conformal)
 
 def _metrics(s:ScoredSeed, es:EpisodeScores, horizon_names) -> dict:
@@ -398,6 +423,23 @@ def evaluate_seeds(scored:list[list[ScoredSeed]], # [seed][scorer]
             out[split][name] = res
             bar.update(1)
     bar.close()
+    return out
+
+# %% ../nbs/06_evaluate.ipynb #20833dd1
+def heldout_task_splits(episodes:SignalEpisodes, tasks:Sequence[str], # seen tasks that no scorer may fit on
+                        fractions:dict[str, float], # train/val/calib/test fractions of the other seen tasks' episodes
+                        seed:int) -> dict[str, np.ndarray]:
+    "One fold of SAFE's protocol: 'heldout' = every episode of `tasks`; the other seen episodes split as `split_episodes` does."
+    task, split = np.asarray(episodes.meta['task']), np.asarray(episodes.meta['split'])
+    seen = sorted(set(task[split == 'seen']))
+    if not len(tasks): raise EvaluationError("heldout_task_splits: no tasks to hold out")
+    if stray := [t for t in tasks if t not in seen]:
+        raise EvaluationError(f"held-out task(s) {stray} are not seen tasks of these episodes (seen: {seen})")
+    if set(seen) <= set(tasks): raise EvaluationError(f"holding out {list(tasks)} leaves no seen task to fit on")
+    held = np.isin(task, list(tasks))
+    relabelled = replace(episodes, meta={**episodes.meta, 'split': np.where(held, 'unseen', split)})
+    out = split_episodes(relabelled, fractions, seed)  # the held-out tasks are now outside every split of the seen ones
+    out['unseen'], out['heldout'] = np.flatnonzero(split == 'unseen'), np.flatnonzero(held)
     return out
 
 # %% ../nbs/06_evaluate.ipynb #e809f0b6

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 # %% auto #0
 __all__ = ['Profile', 'PROFILES', 'ParamsError', 'ParamsGroup', 'RuntimeParams', 'SalusParams', 'EnvsParams', 'PolicyParams',
-           'DemosParams', 'SignalsParams', 'CollectParams', 'PredictorParams', 'EvaluateParams', 'InterveneParams',
-           'FiguresParams', 'load_params', 'set_profile']
+           'DemosParams', 'SignalsParams', 'ReplicateParams', 'CollectParams', 'PredictorParams', 'EvaluateParams',
+           'InterveneParams', 'FiguresParams', 'load_params', 'set_profile']
 
 # %% ../nbs/00a_params.ipynb #29119b75
 Profile = Literal['default', 'smoke', 'gpu']
@@ -55,6 +55,7 @@ class SalusParams(BaseModel):
     policy: PolicyParams
     signals: SignalsParams
     collect: CollectParams
+    replicate: ReplicateParams
     predictor: PredictorParams
     evaluate: EvaluateParams
     intervene: InterveneParams
@@ -137,6 +138,10 @@ class SignalsParams(ParamsGroup):
         if 'sample_dispersion' in self.active and self.samples < 2: raise ValueError("sample_dispersion needs samples ≥ 2")
         return self
 
+class ReplicateParams(ParamsGroup):
+    "More collections like `collect`'s, with fresh episode seeds, so that results vary over collections too (stage `replicate`)."
+    collections: int = Field(ge=1, le=100)  # collections in all: `collect`'s and collections − 1 more (stores/replicates/)
+
 class CollectParams(ParamsGroup):
     "Ensemble rollouts on seen and unseen tasks under shift levels (stage `collect`, salus.collect)."
     episodes_per_task: int = Field(ge=1, le=100_000)  # per task and shift level
@@ -187,14 +192,17 @@ class EvaluateParams(ParamsGroup):
     confidence: float = Field(gt=0, lt=1)  # of the bootstrap intervals
     main_alpha: float = Field(gt=0, lt=1)  # the headline α (one of predictor.alphas)
     table_horizon_s: float = Field(gt=0)  # the horizon of the results table's step AUROC (one of predictor.horizons_s)
+    heldout_tasks: list[list[str]]  # SAFE's protocol: folds of seen tasks withheld from every scorer's fitting ([] for none)
 
     @model_validator(mode='after')
     def _check_baselines(self):
-        "Baselines known to `salus.evaluate` and named once."
+        "Baselines known to `salus.evaluate` and named once; held-out folds non-empty, without repeats."
         from salus.evaluate import BASELINES
         unknown = [n for n in self.baselines if n not in BASELINES]
         if unknown: raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
         if len(set(self.baselines)) != len(self.baselines): raise ValueError(f"baselines repeat: {self.baselines}")
+        if bad := [f for f in self.heldout_tasks if not f or len(set(f)) != len(f)]:
+            raise ValueError(f"heldout_tasks: each fold needs one or more distinct tasks, got {bad}")
         return self
 
 class InterveneParams(ParamsGroup):
@@ -294,6 +302,10 @@ def load_params(path:str|Path='params.yaml', # the params file
     if stray := [s for s in fg.scorers if s != 'salus' and s not in ev.baselines]:
         problems.append(f"figures.scorers: {stray} are neither 'salus' nor in evaluate.baselines")
     if fg.example_task not in envs.seen_tasks: problems.append(f"figures.example_task: {fg.example_task!r} is not one of envs.seen_tasks")
+    for fold in ev.heldout_tasks:
+        if stray := [t for t in fold if t not in envs.seen_tasks]:
+            problems.append(f"evaluate.heldout_tasks: {stray} are not envs.seen_tasks (a fold withholds tasks the VLA trained on)")
+        elif set(envs.seen_tasks) <= set(fold): problems.append(f"evaluate.heldout_tasks: fold {fold} leaves no seen task to fit on")
     if stray := [s for s in fg.signals if s not in resolved.signals.active]:
         problems.append(f"figures.signals: {stray} are not in signals.active")
     if problems: raise _params_error(path, problems)

@@ -22,10 +22,11 @@ PARAMS = textwrap.dedent("""\
              eval_episodes_per_task: 1, eval_shift: {pose: 0.02}}
     signals: {active: [epistemic, smoothness, sample_dispersion], trend_window: 5, samples: 2, novelty_k: 3, novelty_reference: 16}
     collect: {episodes_per_task: 1, shifts: {nominal: {}}, backend: serial, workers: 1}
+    replicate: {collections: 2}
     predictor: {horizons_s: [0.2, 0.5, 1.0, 2.0], window: 4, architectures: [mlp], hidden: 8, dropout: 0.0, epochs: 2, patience: 2,
                 batch_size: 64, lr: 0.003, weight_decay: 0.0, splits: {train: 0.5, val: 0.2, calib: 0.2, test: 0.1},
                 alphas: [0.1], seeds: 1}
-    evaluate: {baselines: [epistemic, logreg], bootstrap: 5, confidence: 0.95, main_alpha: 0.1, table_horizon_s: 1.0}
+    evaluate: {baselines: [epistemic, logreg], bootstrap: 5, confidence: 0.95, main_alpha: 0.1, table_horizon_s: 1.0, heldout_tasks: [[lift_red]]}
     intervene: {strategies: [stop, slow, resample, human], tasks: all, episodes_per_task: 1, alpha: 0.1, trigger_horizons_s: [1.0],
                 trigger_outputs: [any], slow_factor: 0.5, resample_samples: 2, human_steps: 5, max_help_requests: 2,
                 bootstrap: 5, confidence: 0.95}

@@ -8,7 +8,8 @@ from sklearn.metrics import roc_curve as sk_roc_curve
 from salus.data import EpisodeStore, StoreSchema
 from salus.evaluate import (BASELINES, EpisodeScores, EvalData, EvaluationError, LogRegScorer, RNDScorer, SafeMLPScorer, SalusScorer,
                             SignalScorer, balanced_accuracy, best_f1_threshold, episode_metrics, evaluate_seeds, load_eval_data,
-                            make_baselines, metrics_json, precision_recall_f1, results_table, roc_curve, score_seed, step_metrics)
+                            heldout_task_splits, make_baselines, metrics_json, precision_recall_f1, results_table, roc_curve,
+                            score_seed, step_metrics)
 from salus.predictor import PredictorConfig, TrainConfig, split_episodes, synthetic_signal_episodes, train_predictor
 
 HORIZONS = [0.5, 1.0, 2.0]
@@ -148,6 +149,27 @@ def test_scoring_refuses_leaks_and_unknown_baselines(tmp_path):
     assert {'epistemic', 'stac', 'dispersion', 'knn', 'mahalanobis', 'rnd', 'safe_mlp', 'logreg'} <= set(BASELINES)
     no_emb = EvalData(data.episodes, None)
     with pytest.raises(EvaluationError, match='needs the VLA embeddings'): RNDScorer(epochs=1).fit(no_emb, sp['train'], sp['val'])
+
+def test_heldout_task_folds_fit_without_the_withheld_task(tmp_path):
+    "SAFE's protocol: SALUS is trained inside the fold like the baselines, never on the withheld task, and scores all of it."
+    data = load_eval_data(store_with_embeddings(tmp_path/'s.zarr', seed=3), HORIZONS)
+    task = data.episodes.meta['task']
+    folds = []
+    for f, withheld in enumerate(['seen_task0', 'seen_task1']):
+        sp = heldout_task_splits(data.episodes, [withheld], FRACTIONS, seed=f)
+        np.testing.assert_array_equal(sp['heldout'], np.flatnonzero(task == withheld))
+        fitted = np.r_[sp['train'], sp['val'], sp['calib'], sp['test']]
+        assert withheld not in set(task[fitted]) and set(task[fitted]) == {'seen_task0', 'seen_task1', 'seen_task2', 'seen_task3'} - {withheld}
+        salus = SalusScorer(config=PredictorConfig(data.episodes.signal_names, HORIZONS, 10.0, window=8), train_config=TrainConfig(epochs=15))
+        folds.append([score_seed(data, sp, s, [0.1], f, evaluated={'heldout': 'heldout'}) for s in (salus, SignalScorer('noise_a'))])
+        assert salus.model is not None and set(folds[-1][0].splits) == {'heldout'}
+        leak = dict(sp, train=np.r_[sp['train'], sp['heldout'][:1]])
+        with pytest.raises(EvaluationError, match='share episodes'): score_seed(data, leak, SignalScorer('noise_a'), [0.1], 0, evaluated={'heldout': 'heldout'})
+    ep = metrics_json(evaluate_seeds(folds, NAMES, bootstrap=10, progress=False))['episode']['heldout']
+    assert ep['salus']['roc_auc'] > 0.75 > ep['noise_a']['roc_auc']       # trained in the fold, it transfers to the withheld task
+    assert ep['salus']['n_episodes'] == np.mean([(task == t).sum() for t in ('seen_task0', 'seen_task1')])
+    with pytest.raises(EvaluationError, match='not seen tasks'): heldout_task_splits(data.episodes, ['unseen_task0'], FRACTIONS, 0)
+    with pytest.raises(EvaluationError, match='call fit'): SalusScorer(config=PredictorConfig(data.episodes.signal_names, HORIZONS, 10.0)).score(data, sp['heldout'])
 
 def test_readme_shows_the_generated_results_table():
     from conftest import REPO

@@ -21,7 +21,7 @@ def edited(params_file, old, new):
     return params_file
 
 @pytest.mark.parametrize('old,new,message', [
-    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect, predictor, evaluate, intervene, figures)'),
+    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect, replicate, predictor, evaluate, intervene, figures)'),
     ('  device: cpu', '  device: cpu\n  threads: 4', 'runtime.threads: unknown key (allowed here: profiles, device, torch_threads)'),
     ('seed: 0', 'seed: zero', "seed: Input should be a valid integer"),
     ('torch_threads: 2', 'torch_threads: [2]', 'runtime.torch_threads: Input should be a valid integer'),
@@ -43,6 +43,7 @@ def edited(params_file, old, new):
     ('samples: 2', 'samples: 1', 'signals: sample_dispersion needs samples ≥ 2'),
     ('backend: serial', 'backend: mpi', "collect.backend: Input should be 'serial', 'local' or 'ray' (got 'mpi')"),
     ('shifts: {nominal: {}}', 'shifts: {nominal: {pose: 9}}', 'collect: shifts.nominal: pose: Input should be less than or equal to 0.1'),
+    ('collections: 2', 'collections: 0', 'replicate.collections: Input should be greater than or equal to 1'),
     ('architectures: [mlp]', 'architectures: [lstm]', "predictor.architectures.0: Input should be 'mlp', 'gru' or 'conv'"),
     ('calib: 0.2, test: 0.1', 'calib: 0.2, holdout: 0.1', 'predictor: splits must name exactly train, val, calib and test'),
     ('alphas: [0.1]', 'alphas: [1.5]', 'predictor: alphas must be in (0, 1)'),
@@ -50,6 +51,9 @@ def edited(params_file, old, new):
     ('baselines: [epistemic, logreg]', 'baselines: [epistemic, oracle]', "evaluate: unknown baseline(s) ['oracle']"),
     ('main_alpha: 0.1', 'main_alpha: 0.3', 'evaluate.main_alpha: 0.3 is not one of predictor.alphas [0.1]'),
     ('table_horizon_s: 1.0', 'table_horizon_s: 3.0', 'evaluate.table_horizon_s: 3.0 is not one of predictor.horizons_s'),
+    ('heldout_tasks: [[lift_red]]', 'heldout_tasks: [[lift_blue]]', "evaluate.heldout_tasks: ['lift_blue'] are not envs.seen_tasks"),
+    ('heldout_tasks: [[lift_red]]', 'heldout_tasks: [[lift_red, open_drawer]]', "evaluate.heldout_tasks: fold ['lift_red', 'open_drawer'] leaves no seen task"),
+    ('heldout_tasks: [[lift_red]]', 'heldout_tasks: [[]]', 'evaluate: heldout_tasks: each fold needs one or more distinct tasks'),
     ('strategies: [stop, slow, resample, human]', 'strategies: [stop, pray]', "intervene.strategies.1: Input should be 'stop', 'slow', 'resample' or 'human'"),
     ('strategies: [stop, slow, resample, human]', 'strategies: [stop, stop]', 'intervene: strategies repeat'),
     ('alpha: 0.1, trigger', 'alpha: 0.2, trigger', 'intervene.alpha: 0.2 is not one of predictor.alphas [0.1]'),

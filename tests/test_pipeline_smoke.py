@@ -62,8 +62,14 @@ def test_smoke_pipeline_reproduces(smoke_copy):
     evaluation = json.loads((smoke_copy/'metrics/evaluate.json').read_text())
     for level in ('episode', 'step'):
         for split, by_scorer in evaluation[level].items():
-            assert split in ('seen', 'unseen') and set(by_scorer) == {'salus', *params.evaluate.baselines}
+            assert split in ('seen', 'unseen', 'heldout') and set(by_scorer) == {'salus', *params.evaluate.baselines}
+    assert 'heldout' in evaluation['episode'] and evaluation['config']['collections'] == params.replicate.collections
     assert (smoke_copy/'metrics/results.md').read_text().count('| **salus** |') == len(evaluation['episode'])
+    replicas = [EpisodeStore.open(smoke_copy/f'stores/replicates/collection{k}.zarr') for k in range(1, params.replicate.collections)]
+    assert replicas and all(len(r) == len(rollouts) for r in replicas)          # the same tasks and shifts ...
+    assert all(not set(r.meta()['seed']) & set(rollouts.meta()['seed']) for r in replicas)   # ... with fresh episode seeds
+    replicated = json.loads((smoke_copy/'metrics/replicates.json').read_text())
+    assert sorted(replicated['by_collection']) == [f'collection{k}' for k in range(1, params.replicate.collections)]
 
     iv = params.intervene
     records = [json.loads(l) for l in (smoke_copy/'stores/interventions.jsonl').read_text().splitlines()]
@@ -80,7 +86,8 @@ def test_smoke_pipeline_reproduces(smoke_copy):
     assert (smoke_copy/'plots/intervention.csv').read_text().startswith('split,condition,outcome,rate')
 
     figures = sorted(p.name for p in (smoke_copy/'figures').iterdir())
-    stems = ['auroc_by_horizon_and_type', 'intervention', 'lead_time', 'monitor_overhead', 'roc', 'signals_failure_vs_success', 'task_suite']
+    stems = ['auroc_by_horizon_and_type', 'intervention', 'lead_time', 'monitor_overhead', 'roc', 'roc_heldout_tasks',
+             'signals_failure_vs_success', 'task_suite']
     assert figures == sorted(f'{s}.{ext}' for s in stems for ext in ('pdf', 'png'))
     for s in stems: assert (smoke_copy/f'figures/{s}.pdf').read_bytes().startswith(b'%PDF') and (smoke_copy/f'figures/{s}.png').stat().st_size > 10_000
 
@@ -108,8 +115,8 @@ def test_changing_one_param_reruns_only_its_readers(smoke_copy):
     params_file.write_text(text.replace('episodes_per_task: 1, bootstrap: 20}', 'episodes_per_task: 1, bootstrap: 10}'))
     assert ran(smoke_copy) == ['figures', 'intervene']            # its own group: nothing upstream re-runs (figures draw its outputs)
     params_file.write_text(text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}'))
-    assert ran(smoke_copy) == ['collect', 'evaluate', 'figures', 'intervene', 'language_check', 'train_policy', 'train_predictor']   # the stages that read `runtime`, and the figures of their outputs
+    assert ran(smoke_copy) == ['collect', 'evaluate', 'figures', 'intervene', 'language_check', 'replicate', 'train_policy', 'train_predictor']   # the stages that read `runtime`, and the figures of their outputs
     params_file.write_text(text.replace('smoke: {episodes_per_task: 2}', 'smoke: {episodes_per_task: 3}'))
-    assert ran(smoke_copy) == ['collect', 'demos', 'evaluate', 'figures', 'intervene', 'language_check', 'train_policy', 'train_predictor']   # everything downstream reruns
+    assert ran(smoke_copy) == ['collect', 'demos', 'evaluate', 'figures', 'intervene', 'language_check', 'replicate', 'train_policy', 'train_predictor']   # everything downstream reruns
     assert len(EpisodeStore.open(smoke_copy/'stores/demos.zarr')) == 3 * len(load_params(params_file).envs.seen_tasks)
     assert ran(smoke_copy) == []
