@@ -195,7 +195,7 @@ class EvaluateParams(ParamsGroup):
     heldout_tasks: list[list[str]]  # SAFE's protocol: folds of seen tasks withheld from every scorer's fitting ([] for none)
 
     @model_validator(mode='after')
-    def _check_baselines(self):
+    def _check(self):
         "Baselines known to `salus.evaluate` and named once; held-out folds non-empty, without repeats."
         from salus.evaluate import BASELINES
         unknown = [n for n in self.baselines if n not in BASELINES]

@@ -162,7 +162,9 @@ def test_heldout_task_folds_fit_without_the_withheld_task(tmp_path):
         assert withheld not in set(task[fitted]) and set(task[fitted]) == {'seen_task0', 'seen_task1', 'seen_task2', 'seen_task3'} - {withheld}
         salus = SalusScorer(config=PredictorConfig(data.episodes.signal_names, HORIZONS, 10.0, window=8), train_config=TrainConfig(epochs=15))
         folds.append([score_seed(data, sp, s, [0.1], f, evaluated={'heldout': 'heldout'}) for s in (salus, SignalScorer('noise_a'))])
-        assert salus.model is not None and set(folds[-1][0].splits) == {'heldout'}
+        assert set(folds[-1][0].splits) == {'heldout'}
+        train_signals = data.episodes.signals[data.steps(sp['train'])]   # SALUS was fitted on the fold's training episodes
+        np.testing.assert_allclose(salus.model.centre.numpy(), np.median(train_signals, 0), rtol=1e-5)
         leak = dict(sp, train=np.r_[sp['train'], sp['heldout'][:1]])
         with pytest.raises(EvaluationError, match='share episodes'): score_seed(data, leak, SignalScorer('noise_a'), [0.1], 0, evaluated={'heldout': 'heldout'})
     ep = metrics_json(evaluate_seeds(folds, NAMES, bootstrap=10, progress=False))['episode']['heldout']

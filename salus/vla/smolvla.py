@@ -42,7 +42,6 @@ def write_smolvlm(path:str|Path, # folder to write (created)
                   text_config:dict, # the language model (a llama config; `vocab_size` at least the tokenizer's)
                   vision_config:dict, # the vision tower (a SigLIP config)
                   scale_factor:int, # pixel-shuffle factor of the connector
-                  image_seq_len:int, # image tokens per image: (image_size / patch_size / scale_factor)^2
                   corpus:Sequence[str]|None=None, # tokenizer training text; default: the suite's instructions
                  ) -> Path:
     "Write a randomly initialisable SmolVLM config and processor to `path`, with a WordPiece tokenizer trained here."
@@ -61,6 +60,7 @@ def write_smolvlm(path:str|Path, # folder to write (created)
     SmolVLMConfig(text_config=text_config, vision_config=vision_config, scale_factor=scale_factor,
                   image_token_id=tokenizer.convert_tokens_to_ids('<image>')).save_pretrained(path)
     side = {'longest_edge': vision_config['image_size']}
+    image_seq_len = (vision_config['image_size'] // vision_config['patch_size'] // scale_factor) ** 2  # image tokens per image
     SmolVLMProcessor(image_processor=SmolVLMImageProcessor(size=side, max_image_size=side), video_processor=SmolVLMVideoProcessor(),
                      tokenizer=tokenizer, image_seq_len=image_seq_len).save_pretrained(path)
     return path
@@ -76,7 +76,7 @@ def tiny_smolvlm(path:str|Path, # folder to write (created)
     return write_smolvlm(path, dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=heads,
                                     num_key_value_heads=max(1, heads // 2), head_dim=hidden // heads),
                          dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=image_size, patch_size=16),
-                         scale_factor=2, image_seq_len=4, corpus=corpus)
+                         scale_factor=2, corpus=corpus)
 
 # The published SmolVLM2-500M architecture (SmolLM2-360M language model, SigLIP-B/16 at 512 px, pixel shuffle 4):
 # SmolVLA-base is built on it and keeps its first 16 language layers. Weights are not needed to time it.
@@ -85,7 +85,7 @@ SMOLVLM2_500M = dict(text_config=dict(hidden_size=960, intermediate_size=2560, n
                                       max_position_embeddings=8192, tie_word_embeddings=True),
                      vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                                         image_size=512, patch_size=16),
-                     scale_factor=4, image_seq_len=64)
+                     scale_factor=4)
 
 # %% ../../nbs/02b_smolvla.ipynb #72ccf967
 def tiny_smolvla_config(vlm_path:str|Path, # a folder from `tiny_smolvlm` (or a real SmolVLM2)
