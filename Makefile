@@ -18,7 +18,7 @@ $(VENV)/.installed: scripts/install.sh setup.py settings.ini requirements/constr
 repro: install ## main job: the whole DVC pipeline on params.yaml's active profile
 	salus_prepare_data
 	dvc repro
-	python -c "from salus.evaluate import sync_readme_results as sync; sync(); sync(results='metrics/intervention.md')"
+	python -c "from salus.evaluate import sync_readme_results as sync; sync(); sync(results='metrics/external.md'); sync(results='metrics/intervention.md')"
 
 test: install sync-check nbtest pytest docs ## every check CI runs
 	@echo "make test: all checks passed"

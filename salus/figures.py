@@ -17,8 +17,8 @@ import seaborn as sns
 # %% auto #0
 __all__ = ['COLUMN_IN', 'PAGE_IN', 'OUTCOMES', 'CONDITION_ORDER', 'OUTCOME_PALETTE', 'FigureError', 'paper_style',
            'scorer_palette', 'save_figure', 'read_table', 'task_montage', 'signals_figure', 'roc_figure',
-           'auroc_by_horizon_figure', 'lead_time_figure', 'intervention_figure', 'overhead_figure', 'montage_frames',
-           'pick_episodes', 'signal_traces']
+           'auroc_by_horizon_figure', 'lead_time_figure', 'q_auc_figure', 'intervention_figure', 'overhead_figure',
+           'montage_frames', 'pick_episodes', 'signal_traces']
 
 # %% ../nbs/08_figures.ipynb #66a648ff
 COLUMN_IN, PAGE_IN = 3.4, 7.0  # figure widths (inches): one column, the full page
@@ -112,12 +112,18 @@ def signals_figure(traces:pd.DataFrame, # columns: outcome, step, signal, value 
 # %% ../nbs/08_figures.ipynb #69c35c21
 def roc_figure(roc:pd.DataFrame, # columns: panel, scorer, fpr, tpr (one curve per panel and scorer)
                scorers:Sequence[str], # which, in legend order (SALUS first)
-               xlabel:str='false-positive rate', ylabel:str='true-positive rate') -> matplotlib.figure.Figure:
+               xlabel:str='false-positive rate', ylabel:str='true-positive rate',
+               columns:int|None=None, # panels per row (default: all in one row)
+              ) -> matplotlib.figure.Figure:
     "ROC curves, one panel per `panel` value, the chance diagonal dashed."
     _need(roc, ['panel', 'scorer', 'fpr', 'tpr'], 'roc_figure')
     roc = roc[roc.scorer.isin(scorers)]
     panels = list(dict.fromkeys(roc.panel)) or ['ROC']
-    fig, axes = plt.subplots(1, len(panels), figsize=(PAGE_IN if len(panels) > 1 else COLUMN_IN, 2.6), squeeze=False, sharey=True)
+    ncol = min(columns or len(panels), len(panels))
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(PAGE_IN if ncol > 1 else COLUMN_IN, 2.6 * nrow), squeeze=False, sharey=True)
+    for ax in axes.flat[len(panels):]: ax.axis('off')
+    axes = axes.reshape(1, -1)
     palette = scorer_palette(scorers)
     for ax, panel in zip(axes[0], panels):
         d = roc[roc.panel == panel]
@@ -127,8 +133,8 @@ def roc_figure(roc:pd.DataFrame, # columns: panel, scorer, fpr, tpr (one curve p
             ax.step(c.fpr, c.tpr, where='post', color=palette[name], lw=1.8 if name == 'salus' else 1.0, label=name, zorder=3 if name == 'salus' else 2)
         ax.plot([0, 1], [0, 1], ls='--', color='0.6', lw=0.8)
         ax.set(title=panel, xlabel=xlabel, xlim=(0, 1), ylim=(0, 1.01), aspect='equal')
-    axes[0, 0].set_ylabel(ylabel)
-    if len(roc): axes[0, -1].legend(bbox_to_anchor=(1.02, 1), loc='upper left', frameon=False)
+    for r in range(nrow): axes[0, r * ncol].set_ylabel(ylabel)
+    if len(roc): axes[0, ncol - 1].legend(bbox_to_anchor=(1.02, 1), loc='upper left', frameon=False)
     fig.tight_layout(pad=0.4)
     return fig
 
@@ -164,6 +170,40 @@ def lead_time_figure(lead:pd.DataFrame, # columns: split, scorer, lead_time_s (a
                 fliersize=1.5, linewidth=0.7, palette={'seen': '0.35', 'unseen': '0.75'})
     ax.set(xlabel='lead time before the failure (s)', ylabel='')
     ax.legend(title=None, frameon=False, ncol=2, loc='lower center', bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(pad=0.4)
+    return fig
+
+# %% ../nbs/08_figures.ipynb #b3f29e41
+def q_auc_figure(curves:pd.DataFrame, # columns: panel, scorer, q, q_auc (and optionally low, high: its interval)
+                 scorers:Sequence[str], # which, in legend order (SALUS first)
+                 controls:Sequence[str]=('elapsed', 'task_prior', 'elapsed_task_prior'), # drawn dashed
+                 ylabel:str='q-AUC (per task)', xlabel:str='q (fraction of the step budget)') -> matplotlib.figure.Figure:
+    "Early-detection AUC against the observed fraction q of the step budget, one panel per `panel`."
+    _need(curves, ['panel', 'scorer', 'q', 'q_auc'], 'q_auc_figure')
+    curves = curves[curves.scorer.isin(scorers)].copy()
+    for col in ('q', 'q_auc', 'low', 'high'):   # None (no interval) as NaN, so the columns are numbers
+        if col in curves: curves[col] = pd.to_numeric(curves[col], errors='coerce')
+    panels = list(dict.fromkeys(curves.panel)) or ['q-AUC']
+    fig, axes = plt.subplots(1, len(panels), figsize=(PAGE_IN if len(panels) > 1 else COLUMN_IN, 2.3), squeeze=False, sharey=True)
+    palette = scorer_palette(scorers)
+    for ax, panel in zip(axes[0], panels):
+        d = curves[curves.panel == panel]
+        if not len(d): _nothing_to_show(ax, 'q-AUC')
+        for name in [s for s in scorers if s in set(d.scorer)]:
+            c = d[d.scorer == name].sort_values('q')
+            ax.plot(c.q, c.q_auc, marker='o', ms=2.5, color=palette[name], lw=1.8 if name == 'salus' else 1.0,
+                    ls='--' if name in controls else '-', label=name, zorder=3 if name == 'salus' else 2)
+            if name == 'salus' and {'low', 'high'} <= set(c.columns) and c.low.notna().all():
+                ax.fill_between(c.q, c.low, c.high, color=palette[name], alpha=0.15, lw=0)
+        ax.axhline(0.5, ls=':', color='0.6', lw=0.8)
+        ax.set(title=panel, xlabel='', xlim=(0, 1.02))
+    axes[0, 0].set_ylabel(ylabel)
+    fig.supxlabel(xlabel, fontsize=7.5, y=0.02)
+    handles = {}   # every scorer drawn in any panel, once, in `scorers` order
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels()): handles.setdefault(label, h)
+    shown = [s for s in scorers if s in handles]
+    if shown: axes[0, -1].legend([handles[s] for s in shown], shown, bbox_to_anchor=(1.02, 1), loc='upper left', frameon=False)
     fig.tight_layout(pad=0.4)
     return fig
 

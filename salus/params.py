@@ -13,9 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # %% auto #0
-__all__ = ['Profile', 'PROFILES', 'ParamsError', 'ParamsGroup', 'RuntimeParams', 'SalusParams', 'EnvsParams', 'PolicyParams',
-           'DemosParams', 'SignalsParams', 'ReplicateParams', 'CollectParams', 'PredictorParams', 'EvaluateParams',
-           'InterveneParams', 'FiguresParams', 'load_params', 'set_profile']
+__all__ = ['Profile', 'PROFILES', 'EXTERNAL_ONLY_BASELINES', 'ParamsError', 'ParamsGroup', 'RuntimeParams', 'SalusParams',
+           'EnvsParams', 'PolicyParams', 'DemosParams', 'SignalsParams', 'ReplicateParams', 'CollectParams',
+           'PredictorParams', 'EvaluateParams', 'ExternalParams', 'InterveneParams', 'FiguresParams', 'load_params',
+           'set_profile']
 
 # %% ../nbs/00a_params.ipynb #29119b75
 Profile = Literal['default', 'smoke', 'gpu']
@@ -58,6 +59,7 @@ class SalusParams(BaseModel):
     replicate: ReplicateParams
     predictor: PredictorParams
     evaluate: EvaluateParams
+    external: ExternalParams
     intervene: InterveneParams
     figures: FiguresParams
 
@@ -186,23 +188,65 @@ class PredictorParams(ParamsGroup):
         return self
 
 class EvaluateParams(ParamsGroup):
-    "SALUS against the baselines on the held-out episodes (stage `evaluate`, salus.evaluate)."
-    baselines: list[str] = Field(min_length=1)  # names from `salus.evaluate.BASELINES`
-    bootstrap: int = Field(ge=1, le=100_000)  # resamples of the held-out episodes for the confidence intervals
+    "SALUS against the baselines and the confound controls on held-out episodes (stage `evaluate`, salus.evaluate)."
+    baselines: list[str] = Field(min_length=1)  # names from `salus.evaluate.BASELINES` (controls included)
+    crossfit_folds: int = Field(ge=2, le=50)  # the seen episodes are scored in this many cross-fitting folds
+    qs: list[float] = Field(min_length=1)  # early-detection fractions of the step budget (q-AUC, `budget` cutoff)
+    headline_q: float = Field(gt=0, le=1)  # the q of the headline tables and paired comparisons (one of qs)
+    alphas: list[float] = Field(min_length=1)  # conformal false-alarm rates on successful episodes
+    main_alpha: float = Field(gt=0, lt=1)  # the headline α (one of alphas)
+    bootstrap: int = Field(ge=1, le=100_000)  # hierarchical resamples (collections, seeds, episodes) for the intervals
     confidence: float = Field(gt=0, lt=1)  # of the bootstrap intervals
-    main_alpha: float = Field(gt=0, lt=1)  # the headline α (one of predictor.alphas)
     table_horizon_s: float = Field(gt=0)  # the horizon of the results table's step AUROC (one of predictor.horizons_s)
     heldout_tasks: list[list[str]]  # SAFE's protocol: folds of seen tasks withheld from every scorer's fitting ([] for none)
+    workers: int = Field(ge=1, le=64)  # processes scoring the units (collections × seeds and folds); 1: in the stage's own process
 
     @model_validator(mode='after')
     def _check(self):
-        "Baselines known to `salus.evaluate` and named once; held-out folds non-empty, without repeats."
+        "Baselines known to `salus.evaluate` and named once; q and α in range, the headline ones among them; held-out folds non-empty, without repeats."
         from salus.evaluate import BASELINES
         unknown = [n for n in self.baselines if n not in BASELINES]
         if unknown: raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
         if len(set(self.baselines)) != len(self.baselines): raise ValueError(f"baselines repeat: {self.baselines}")
+        if bad := [q for q in self.qs if not 0 < q <= 1]: raise ValueError(f"qs must be in (0, 1], got {bad}")
+        if not any(abs(q - self.headline_q) < 1e-9 for q in self.qs): raise ValueError(f"headline_q {self.headline_q} is not one of qs {self.qs}")
+        if bad := [a for a in self.alphas if not 0 < a < 1]: raise ValueError(f"alphas must be in (0, 1), got {bad}")
+        if not any(abs(a - self.main_alpha) < 1e-9 for a in self.alphas): raise ValueError(f"main_alpha {self.main_alpha} is not one of alphas {self.alphas}")
         if bad := [f for f in self.heldout_tasks if not f or len(set(f)) != len(f)]:
             raise ValueError(f"heldout_tasks: each fold needs one or more distinct tasks, got {bad}")
+        return self
+
+EXTERNAL_ONLY_BASELINES = ('actprobe',)  # scorers that only the `external` stage builds (they read logged features and instructions)
+
+class ExternalParams(ParamsGroup):
+    "SALUS against the baselines on real VLA rollouts read from a public benchmark's logs (stage `external`, salus.external)."
+    logs: str  # folder of the logs (ActProbe's format: metrics_logs/task_<i>.jsonl[.gz]), committed with their licence
+    dataset: str = Field(pattern=r'^[a-z0-9_]+$')  # its name in metrics/external.json and stores/external/
+    budget_steps: int = Field(ge=1, le=100_000)  # the benchmark's step budget (the `budget` cutoff)
+    control_hz: float = Field(gt=0, le=1000)  # steps per second of the logs
+    horizons_s: list[float] = Field(min_length=1)  # SALUS's prediction horizons on these logs, seconds
+    protocols: list[Literal['allseen', 'unseen']] = Field(min_length=1)  # ActProbe's protocols
+    seeds: int = Field(ge=1, le=100)  # splits (and initialisations) per protocol
+    unseen_tasks: int = Field(ge=1, le=1000)  # tasks held out per seed in the unseen-task protocol
+    alpha: float = Field(gt=0, lt=1)  # the conformal α of F1 and balanced accuracy
+    baselines: list[str]  # besides SALUS and each logged feature alone: names from `salus.evaluate.BASELINES` or 'actprobe'
+    epochs: int = Field(ge=1, le=10_000)  # most epochs of the learned baselines (actprobe, safe), with early stopping
+    bootstrap: int = Field(ge=1, le=100_000)  # resamples (seeds, then episodes) for the intervals
+    confidence: float = Field(gt=0, lt=1)
+
+    @model_validator(mode='after')
+    def _check(self):
+        "Known baselines that read no embeddings, named once; horizons whole steps at the logs' rate; protocols named once."
+        from salus.evaluate import BASELINE_SIGNALS, BASELINES
+        from salus.data import horizon_steps
+        usable = [n for n in BASELINES if n not in BASELINE_SIGNALS and n not in ('rnd', 'safe_mlp')] + list(EXTERNAL_ONLY_BASELINES)
+        if unknown := [n for n in self.baselines if n not in usable]:
+            raise ValueError(f"baselines {unknown} cannot run on logged features; usable: {', '.join(usable)}")
+        if len(set(self.baselines)) != len(self.baselines): raise ValueError(f"baselines repeat: {self.baselines}")
+        if len(set(self.protocols)) != len(self.protocols): raise ValueError(f"protocols repeat: {self.protocols}")
+        try: steps = horizon_steps(self.horizons_s, self.control_hz)
+        except ValueError as e: raise ValueError(f"horizons_s: {e}") from None
+        if len(set(steps)) != len(steps): raise ValueError(f"horizons_s {self.horizons_s} at {self.control_hz:g} Hz repeat a step count ({steps})")
         return self
 
 class InterveneParams(ParamsGroup):
@@ -235,6 +279,7 @@ class InterveneParams(ParamsGroup):
 class FiguresParams(ParamsGroup):
     "The paper's figures from the pipeline's outputs (stage `figures`, salus.figures)."
     scorers: list[str] = Field(min_length=1)  # the ROC and lead-time figures' scorers, in legend order: salus and evaluate.baselines
+    external_scorers: list[str]  # the q-AUC figure's scorers on the external benchmark: salus, external.baselines, logged features
     example_task: str  # a seen task: the signals figure shows a failing and a successful episode of it
     signals: list[str] = Field(min_length=1)  # the signals figure's signals (of signals.active)
 
@@ -286,8 +331,6 @@ def load_params(path:str|Path='params.yaml', # the params file
     if problems: raise _params_error(path, problems)
     resolved = params.model_copy(update={n: g.for_profile(params.profile) for n, g in params.groups().items()})
     ev, pr = resolved.evaluate, resolved.predictor
-    if not any(abs(ev.main_alpha - a) < 1e-9 for a in pr.alphas):
-        problems.append(f"evaluate.main_alpha: {ev.main_alpha} is not one of predictor.alphas {pr.alphas}")
     if not any(abs(ev.table_horizon_s - h) < 1e-9 for h in pr.horizons_s):
         problems.append(f"evaluate.table_horizon_s: {ev.table_horizon_s} is not one of predictor.horizons_s {pr.horizons_s}")
     iv = resolved.intervene
@@ -301,6 +344,9 @@ def load_params(path:str|Path='params.yaml', # the params file
     fg = resolved.figures
     if stray := [s for s in fg.scorers if s != 'salus' and s not in ev.baselines]:
         problems.append(f"figures.scorers: {stray} are neither 'salus' nor in evaluate.baselines")
+    from salus.external import ACTPROBE_FEATURES
+    if stray := [s for s in fg.external_scorers if s != 'salus' and s not in resolved.external.baselines and s not in ACTPROBE_FEATURES]:
+        problems.append(f"figures.external_scorers: {stray} are neither 'salus', nor in external.baselines, nor logged features")
     if fg.example_task not in envs.seen_tasks: problems.append(f"figures.example_task: {fg.example_task!r} is not one of envs.seen_tasks")
     for fold in ev.heldout_tasks:
         if stray := [t for t in fold if t not in envs.seen_tasks]:

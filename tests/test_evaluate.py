@@ -1,16 +1,20 @@
 """Evaluation metrics agree with scikit-learn, refuse undefined cases, and every scorer is fitted, thresholded and scored
 on the same episodes; on a store with known structure the learned baselines find it."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_curve, precision_recall_fscore_support
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from salus.data import EpisodeStore, StoreSchema
-from salus.evaluate import (BASELINES, EpisodeScores, EvalData, EvaluationError, LogRegScorer, RNDScorer, SafeMLPScorer, SalusScorer,
-                            SignalScorer, balanced_accuracy, best_f1_threshold, episode_metrics, evaluate_seeds, load_eval_data,
-                            heldout_task_splits, make_baselines, metrics_json, precision_recall_f1, results_table, roc_curve,
-                            score_seed, step_metrics)
-from salus.predictor import PredictorConfig, TrainConfig, split_episodes, synthetic_signal_episodes, train_predictor
+from salus.evaluate import (BASELINES, ElapsedScorer, ElapsedTaskPriorScorer, EpisodeScores, EvalData, EvaluationError, LogRegScorer,
+                            EvaluationPlan, NoveltyReference, RNDScorer, SafeMLPScorer, SafeScorer, SalusScorer, ScorerFactory, SignalScorer,
+                            TaskPriorScorer, Unit, score_units,
+                            balanced_accuracy, best_f1_threshold, check_novelty, crossfit_splits, episode_metrics, evaluate_seeds,
+                            heldout_task_splits, load_eval_data, make_baselines, metrics_json, precision_recall_f1, refit_novelty,
+                            results_table, roc_curve, score_crossfit, score_seed, step_metrics)
+from salus.predictor import PredictorConfig, TrainConfig, split_episodes, synthetic_signal_episodes, synthetic_store, train_predictor
 
 HORIZONS = [0.5, 1.0, 2.0]
 NAMES = ['h0.5s', 'h1s', 'h2s']
@@ -88,7 +92,7 @@ def store_with_embeddings(path, seed, structure=True):
     rng = np.random.default_rng(seed + 100)
     schema = StoreSchema(data={'signals': ((3,), 'float32'), 'embedding': ((16,), 'float32')},
                          meta={'task': 'str', 'split': 'str', 'outcome': 'str', 'failure_type': 'str', 'failure_step': 'int64'})
-    store = EpisodeStore.create(path, schema, dict(signal_names=['disagreement', 'noise_a', 'noise_b'], control_hz=10))
+    store = EpisodeStore.create(path, schema, dict(signal_names=['disagreement', 'noise_a', 'noise_b'], control_hz=10, budget_steps=60))
     for data, meta in synthetic_signal_episodes(n_episodes=200, structure=structure, seed=seed):
         x = data['signals']
         emb = rng.normal(size=(len(x), 16)).astype(np.float32)
@@ -105,7 +109,8 @@ def scored_seeds(tmp_path_factory):
         cfg = PredictorConfig(data.episodes.signal_names, HORIZONS, 10.0, window=8)
         model, _ = train_predictor(data.episodes, sp['train'], sp['val'], cfg, TrainConfig(epochs=15, seed=seed), progress=False)
         scorers = [SalusScorer(model), SignalScorer('disagreement'), SignalScorer('noise_a'), LogRegScorer(),
-                   RNDScorer(epochs=10), SafeMLPScorer(epochs=15)]
+                   RNDScorer(epochs=10), SafeMLPScorer(epochs=15), SafeScorer(epochs=30), ElapsedScorer(), TaskPriorScorer(),
+                   ElapsedTaskPriorScorer()]
         out.append([score_seed(data, sp, s, [0.1, 0.2], seed) for s in scorers])
     return data, out
 
@@ -117,27 +122,141 @@ def test_every_scorer_sees_the_same_episodes(scored_seeds):
         for s in seed_scores:
             for split, es in s.splits.items():
                 np.testing.assert_array_equal(es.episode_ends, ref[split].episode_ends)
+                np.testing.assert_array_equal(es.ids, ref[split].ids)
                 np.testing.assert_array_equal(es.failed, ref[split].failed)
                 assert es.scores.shape == (ref[split].episode_ends[-1], len(HORIZONS)) and np.isfinite(es.scores).all()
+                assert set(es.conformal) == {0.1, 0.2} and es.step_thresholds.shape == (es.n_episodes, len(HORIZONS))
             assert set(s.conformal) == {0.1, 0.2}
     assert scored[0][0].splits['seen'].n_episodes != 0
 
 def test_learned_baselines_find_the_structure(scored_seeds):
     _, scored = scored_seeds
-    metrics = metrics_json(evaluate_seeds(scored, NAMES, bootstrap=20, progress=False))
+    metrics = metrics_json(evaluate_seeds(scored, NAMES, bootstrap=20, progress=False, main_alpha=0.1, paired_horizon='h1s',
+                                          paired_metrics=('q_auc_0.25', 'q_auc_1', 'roc_auc')))
     ep = metrics['episode']['seen']
     assert ep['salus']['roc_auc'] > 0.75 and ep['logreg']['roc_auc'] > 0.7
-    assert ep['safe_mlp']['roc_auc'] > 0.75          # the embedding separates failing episodes
+    assert ep['safe_mlp']['q_auc_0.25'] > 0.75 and ep['safe']['q_auc_0.25'] > 0.75   # the embedding separates failing episodes from the start
     assert ep['noise_a']['roc_auc'] < 0.75
+    assert ep['elapsed']['q_auc_0.25_survivors'] == 0.5                                 # length-free by construction
     for scorer in ep:
-        for key in ('roc_auc', 'pr_auc', 'balanced_accuracy_alpha_0.1', 'tpr_alpha_0.1', 'tnr_alpha_0.1',
+        for key in ('roc_auc', 'pr_auc', 'q_auc_0.25', 'q_auc_0.25_macro', 'q_auc_0.25_survivors', 'q_auc_0.25_taskmax', 'q_auc_1',
+                    'balanced_accuracy_alpha_0.1', 'f1_alpha_0.2', 'tpr_alpha_0.1', 'tnr_alpha_0.1', 'detection_time_safe_alpha_0.1',
                     'detection_time_norm_median', 'lead_time_s_median', 'n_episodes', 'n_failures'):
             assert key in ep[scorer], (scorer, key)
         lo, hi = ep[scorer]['roc_auc_ci']
         assert lo <= ep[scorer]['roc_auc'] <= hi
         for h in NAMES: assert set(metrics['step']['seen'][scorer][h]) >= {'auroc', 'auprc', 'f1', 'precision', 'recall', 'auroc_ci'}
+    paired = metrics['paired']['seen']
+    assert set(paired) == set(ep) - {'salus'} and set(paired['noise_a']) == {'q_auc_0.25', 'q_auc_1', 'roc_auc', 'step_auroc_h1s'}
+    d, lo, hi = paired['noise_a']['roc_auc']
+    assert lo <= d <= hi and lo > 0                                                      # SALUS beats noise on the same resamples
     table = results_table(metrics, 'seen', 'h1s')
     assert table.splitlines()[2].startswith('| **salus** |') and len(table.splitlines()) == 2 + len(ep)
+    assert '*elapsed* (control)' in table
+    only_failures = {'episode': {'unseen': {'salus': {'n_episodes': 9.0, 'n_failures': 9.0, 'tpr_alpha_0.1': 0.4, 'roc_auc': None}}},
+                     'step': {'unseen': {'salus': {'h1s': {'auroc': 0.7}}}}}
+    unseen = results_table(only_failures, 'unseen', 'h1s').splitlines()
+    assert unseen[0].startswith('| scorer | alarm rate on failures') and unseen[2].startswith('| **salus** | 0.400 | – | 0.700')   # no ranking
+
+def test_controls_and_oriented_signals(tmp_path):
+    data = load_eval_data(store_with_embeddings(tmp_path/'s.zarr', seed=4), HORIZONS)
+    e = data.episodes
+    sp = split_episodes(e, FRACTIONS, seed=0)
+    elapsed = ElapsedScorer().score(data, sp['test'][:2])[:, 0]
+    np.testing.assert_array_equal(elapsed, np.r_[np.arange(e.lengths[sp['test'][0]]), np.arange(e.lengths[sp['test'][1]])])
+    prior = TaskPriorScorer().fit(data, sp['train'], sp['val'])
+    task = np.asarray(e.meta['task'])
+    for t, rate in prior.rates.items(): assert rate == e.failed[sp['train']][task[sp['train']] == t].mean()
+    assert 'unseen_task0' not in prior.rates                                         # an unseen task gets the overall training rate
+    assert prior.prior(data, np.flatnonzero(task == 'unseen_task0'))[0] == e.failed[sp['train']].mean()
+    # a signal higher in failing episodes from their first step (the embedding's shifted dimension), and its negative
+    early = lambda sign: EvalData(replace(e, signals=np.c_[sign * data.embeddings[:, 0], e.signals[:, 1:]].astype(np.float32)), data.embeddings, data.budget)
+    up, down = SignalScorer('disagreement').fit(early(1), sp['train'], sp['val']), SignalScorer('disagreement').fit(early(-1), sp['train'], sp['val'])
+    assert (up.sign, down.sign) == (1.0, -1.0)                                        # oriented on the training episodes
+    np.testing.assert_allclose(up.score(early(1), sp['test']), down.score(early(-1), sp['test']))
+    safe = SafeScorer(epochs=5).fit(data, sp['train'], sp['val'])
+    s = safe.score(data, sp['test'][:3])[:, 0]
+    for part in np.split(s, np.cumsum(e.lengths[sp['test'][:3]])[:-1]): assert (np.diff(part) >= 0).all()   # a cumulative score
+
+def test_crossfitting_scores_every_seen_episode_once(tmp_path):
+    data = load_eval_data(store_with_embeddings(tmp_path/'s.zarr', seed=5), HORIZONS)
+    e = data.episodes
+    folds = crossfit_splits(e, 3, {'train': 0.6, 'val': 0.2, 'calib': 0.2}, seed=0)
+    seen = np.flatnonzero(e.meta['split'] == 'seen')
+    np.testing.assert_array_equal(np.sort(np.concatenate([f['test'] for f in folds])), seen)     # a partition of the seen episodes
+    task = np.asarray(e.meta['task'])
+    for f in folds:
+        fitted = np.r_[f['train'], f['val'], f['calib']]
+        assert not np.isin(f['test'], fitted).any() and set(np.r_[fitted, f['test']]) == set(seen)
+        for t in set(task[seen]):                                                         # stratified by task and outcome
+            for y in (False, True):
+                n = ((task[seen] == t) & (e.failed[seen] == y)).sum()
+                assert abs(((task[f['test']] == t) & (e.failed[f['test']] == y)).sum() - n / 3) <= 1
+    make = lambda: [SignalScorer('disagreement'), LogRegScorer()]
+    scored = score_crossfit(data, folds, make, [0.1], seed=0)
+    np.testing.assert_array_equal(np.sort(scored[1].splits['seen'].ids), e.episode_ids[seen])
+    assert len({tuple(f) for f in scored[1].splits['seen'].step_thresholds}) > 1          # each fold's own thresholds
+    with pytest.raises(EvaluationError, match='k ≥ 2'): crossfit_splits(e, 1, {'train': 1.0, 'calib': 0.1}, 0)
+
+def novelty_store(path, perturb_withheld:bool):
+    "Synthetic episodes whose novelty signals are computed against a reference of per-task 'demonstration' embeddings."
+    rng = np.random.default_rng(11)
+    offsets = {f'seen_task{i}': rng.normal(0, 2, 16) for i in range(4)} | {f'unseen_task{i}': rng.normal(0, 2, 16) for i in range(4)}
+    ref_tasks = np.repeat([f'seen_task{i}' for i in range(4)], 40)
+    ref = np.stack([rng.normal(size=16) + offsets[t] for t in ref_tasks])
+    if perturb_withheld: ref[ref_tasks == 'seen_task0'] += 7.0
+    reference = NoveltyReference(ref, ref_tasks, k=3)
+    full = reference.fitted()
+    schema = StoreSchema(data={'signals': ((3,), 'float32'), 'embedding': ((16,), 'float32')},
+                         meta={'task': 'str', 'split': 'str', 'outcome': 'str', 'failure_type': 'str', 'failure_step': 'int64'})
+    store = EpisodeStore.create(path, schema, dict(signal_names=['disagreement', 'knn_novelty', 'mahalanobis_novelty'], control_hz=10, budget_steps=60))
+    for data, meta in synthetic_signal_episodes(n_episodes=200, seed=12):
+        x = data['signals']
+        emb = rng.normal(size=(len(x), 16)) + offsets[meta['task']] + (1.5 if meta['outcome'] == 'failure' else 0)
+        if perturb_withheld and meta['task'] == 'seen_task0':   # anything about the withheld task may change ...
+            x = x * 3 + 1; emb = emb - 4
+            meta = dict(meta, outcome='success', failure_type='', failure_step=-1) if meta['outcome'] == 'failure' else meta
+        signals = np.c_[x[:, 0], full.knn(emb), full.mahalanobis(emb)].astype(np.float32)
+        store.append_episode({'signals': signals, 'embedding': emb.astype(np.float32)}, meta)
+    return store, reference
+
+def fitted_fold(path, perturb_withheld):
+    "Every fitted object of one held-out-task fold (seen_task0 withheld), as arrays."
+    store, reference = novelty_store(path, perturb_withheld)
+    data = load_eval_data(store, HORIZONS)
+    check_novelty(data, reference)                                  # the stored signals are the reference's
+    data = refit_novelty(data, reference, ['seen_task1', 'seen_task2', 'seen_task3'])
+    sp = heldout_task_splits(data.episodes, ['seen_task0'], {'train': 0.6, 'val': 0.2, 'calib': 0.2}, seed=0)
+    salus = SalusScorer(config=PredictorConfig(data.episodes.signal_names, HORIZONS, 10.0, window=4), train_config=TrainConfig(epochs=4),
+                        architectures=['mlp', 'conv'])
+    scorers = [salus, LogRegScorer(), TaskPriorScorer(), SafeScorer(epochs=3), RNDScorer(epochs=2), SignalScorer('knn_novelty')]
+    scored = [score_seed(data, sp, s, [0.1], 0, evaluated={'heldout': 'heldout'}) for s in scorers]
+    fitted_rows = np.r_[sp['train'], sp['val'], sp['calib']]
+    objects = {'split': np.sort(fitted_rows), 'novelty signals of fitted episodes': data.episodes.signals[data.steps(np.sort(fitted_rows))],
+               'salus arch': np.array([ord(c) for c in salus.chosen['arch']]),
+               **{f'salus {k}': v.numpy() for k, v in salus.model.state_dict().items()},
+               **{f'logreg {h}': np.r_[m.coef_.ravel(), m.intercept_] for h, m in enumerate(scorers[1].models) if m is not None},
+               'task prior': np.array(sorted(scorers[2].rates.items()), dtype=object)[:, 1].astype(float),
+               **{f'safe {k}': v.numpy() for k, v in scorers[3].net.state_dict().items()},
+               **{f'rnd {k}': v.numpy() for k, v in scorers[4].net.state_dict().items()},
+               'knn sign': np.array([scorers[5].sign]),
+               **{f'{s.scorer} thresholds': np.r_[s.step_thresholds, list(s.conformal.values())] for s in scored}}
+    withheld_scores = scored[0].splits['heldout']
+    return objects, withheld_scores, data, sp
+
+def test_heldout_fold_fitted_objects_ignore_the_withheld_task(tmp_path):
+    "SAFE's protocol without leakage: change everything about the withheld task (its episodes, outcomes and demonstration"
+    "references) and every fitted object of the fold (novelty reference, normalisation, weights, architecture choice,"
+    "thresholds) comes out bit for bit the same."
+    a, scores_a, data, sp = fitted_fold(tmp_path/'a.zarr', perturb_withheld=False)
+    b, scores_b, _, _ = fitted_fold(tmp_path/'b.zarr', perturb_withheld=True)
+    assert set(a) == set(b)
+    for k in a: np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    task = np.asarray(data.episodes.meta['task'])
+    assert set(task[sp['heldout']]) == {'seen_task0'} and 'seen_task0' not in set(task[np.r_[sp['train'], sp['val'], sp['calib']]])
+    assert not np.array_equal(scores_a.scores, scores_b.scores)     # ... while the withheld task's own scores do change
+    with pytest.raises(EvaluationError, match='differs from the store'):   # a reference that is not the collection's is refused
+        check_novelty(data, NoveltyReference(np.random.default_rng(0).normal(size=(50, 16)), np.repeat(['seen_task1'], 50), 3))
 
 def test_scoring_refuses_leaks_and_unknown_baselines(tmp_path):
     data = load_eval_data(store_with_embeddings(tmp_path/'s.zarr', seed=2), HORIZONS)
@@ -146,15 +265,16 @@ def test_scoring_refuses_leaks_and_unknown_baselines(tmp_path):
     with pytest.raises(EvaluationError, match='seen tasks'): score_seed(data, bad, SignalScorer('disagreement'), [0.1], 0)
     with pytest.raises(EvaluationError, match="unknown baseline"): make_baselines(['epistemic', 'oracle'], data.episodes.signal_names)
     with pytest.raises(EvaluationError, match="epistemic \\(needs epistemic\\)"): make_baselines(['epistemic'], data.episodes.signal_names)
-    assert {'epistemic', 'stac', 'dispersion', 'knn', 'mahalanobis', 'rnd', 'safe_mlp', 'logreg'} <= set(BASELINES)
-    no_emb = EvalData(data.episodes, None)
+    assert {'epistemic', 'stac', 'dispersion', 'knn', 'mahalanobis', 'rnd', 'safe', 'safe_mlp', 'logreg', 'elapsed', 'task_prior'} <= set(BASELINES)
+    no_emb = EvalData(data.episodes, None, data.budget)
     with pytest.raises(EvaluationError, match='needs the VLA embeddings'): RNDScorer(epochs=1).fit(no_emb, sp['train'], sp['val'])
+    with pytest.raises(EvaluationError, match='no step budget'): load_eval_data(synthetic_store(tmp_path/'nb.zarr', n_episodes=10), HORIZONS)
 
 def test_heldout_task_folds_fit_without_the_withheld_task(tmp_path):
     "SAFE's protocol: SALUS is trained inside the fold like the baselines, never on the withheld task, and scores all of it."
     data = load_eval_data(store_with_embeddings(tmp_path/'s.zarr', seed=3), HORIZONS)
     task = data.episodes.meta['task']
-    folds = []
+    folds, units = [], []
     for f, withheld in enumerate(['seen_task0', 'seen_task1']):
         sp = heldout_task_splits(data.episodes, [withheld], FRACTIONS, seed=f)
         np.testing.assert_array_equal(sp['heldout'], np.flatnonzero(task == withheld))
@@ -162,13 +282,14 @@ def test_heldout_task_folds_fit_without_the_withheld_task(tmp_path):
         assert withheld not in set(task[fitted]) and set(task[fitted]) == {'seen_task0', 'seen_task1', 'seen_task2', 'seen_task3'} - {withheld}
         salus = SalusScorer(config=PredictorConfig(data.episodes.signal_names, HORIZONS, 10.0, window=8), train_config=TrainConfig(epochs=15))
         folds.append([score_seed(data, sp, s, [0.1], f, evaluated={'heldout': 'heldout'}) for s in (salus, SignalScorer('noise_a'))])
+        units.append(Unit(0, 0, f))
         assert set(folds[-1][0].splits) == {'heldout'}
         train_signals = data.episodes.signals[data.steps(sp['train'])]   # SALUS was fitted on the fold's training episodes
         np.testing.assert_allclose(salus.model.centre.numpy(), np.median(train_signals, 0), rtol=1e-5)
         leak = dict(sp, train=np.r_[sp['train'], sp['heldout'][:1]])
         with pytest.raises(EvaluationError, match='share episodes'): score_seed(data, leak, SignalScorer('noise_a'), [0.1], 0, evaluated={'heldout': 'heldout'})
-    ep = metrics_json(evaluate_seeds(folds, NAMES, bootstrap=10, progress=False))['episode']['heldout']
-    assert ep['salus']['roc_auc'] > 0.75 > ep['noise_a']['roc_auc']       # trained in the fold, it transfers to the withheld task
+    ep = metrics_json(evaluate_seeds(folds, NAMES, bootstrap=10, progress=False, units=units))['episode']['heldout']
+    assert ep['salus']['q_auc_1'] > 0.75 > ep['noise_a']['q_auc_1']       # trained in the fold, it transfers to the withheld task
     assert ep['salus']['n_episodes'] == np.mean([(task == t).sum() for t in ('seen_task0', 'seen_task1')])
     with pytest.raises(EvaluationError, match='not seen tasks'): heldout_task_splits(data.episodes, ['unseen_task0'], FRACTIONS, 0)
     with pytest.raises(EvaluationError, match='call fit'): SalusScorer(config=PredictorConfig(data.episodes.signal_names, HORIZONS, 10.0)).score(data, sp['heldout'])
@@ -178,3 +299,25 @@ def test_readme_shows_the_generated_results_table():
     from salus.evaluate import sync_readme_results
     assert sync_readme_results(REPO/'README.md', REPO/'metrics/results.md', check=True), \
         "README's results table differs from metrics/results.md: run `make repro` (or salus.evaluate.sync_readme_results())"
+
+def test_units_scored_in_worker_processes_equal_the_serial_ones(tmp_path):
+    "The evaluate stage's units in 2 spawned processes give the same scores and thresholds as in this process."
+    store_with_embeddings(tmp_path/'s.zarr', seed=6)
+    factory = ScorerFactory(PredictorConfig(['disagreement', 'noise_a', 'noise_b'], HORIZONS, 10.0, window=4), TrainConfig(epochs=3),
+                            ['mlp'], ['elapsed', 'logreg', 'safe'])
+    plan = EvaluationPlan([str(tmp_path/'s.zarr')], HORIZONS, factory, {'train': 0.6, 'val': 0.2, 'calib': 0.2}, [0.1], 2,
+                          [['seen_task0']], [f'seen_task{i}' for i in range(4)])
+    units = [('crossfit', 0, 0, 1, 2), ('heldout', 0, 0, 3, 4)]
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                                         # as the workers run
+    try: serial = score_units(plan, units, workers=1, progress=False)
+    finally: torch.set_num_threads(threads)
+    parallel = score_units(plan, units, workers=2, progress=False)
+    for a, b in zip(serial, parallel):
+        assert [x.scorer for x in a] == [x.scorer for x in b] == ['salus', 'elapsed', 'logreg', 'safe']
+        for x, y in zip(a, b):
+            assert x.splits.keys() == y.splits.keys() and x.conformal == y.conformal
+            for k in x.splits: np.testing.assert_array_equal(x.splits[k].scores, y.splits[k].scores)
+    assert set(serial[1][0].splits) == {'heldout'} and set(serial[0][0].splits) == {'seen', 'unseen'}
+    with pytest.raises(EvaluationError, match='unknown unit kind'): score_units(plan, [('loo', 0, 0, 1, 2)], progress=False)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from salus.collect import RolloutConfig, collect_rollouts, episode_specs
 from salus.figures import (FigureError, auroc_by_horizon_figure, intervention_figure, lead_time_figure, montage_frames,
-                           overhead_figure, paper_style, pick_episodes, read_table, roc_figure, save_figure, signal_traces,
+                           overhead_figure, paper_style, pick_episodes, q_auc_figure, read_table, roc_figure, save_figure, signal_traces,
                            signals_figure, task_montage)
 from salus.vla import EmbeddedVLA, EmbeddedVLAConfig
 
@@ -67,3 +67,20 @@ def test_outcome_bars_add_up(tmp_path):
     heights = {}
     for bar in fig.axes[0].patches: heights[round(bar.get_x(), 3)] = heights.get(round(bar.get_x(), 3), 0) + bar.get_height()
     assert np.allclose(sorted(heights.values()), [1.0, 1.0])
+
+def test_roc_panels_wrap_and_q_auc_curves_draw_controls_dashed(tmp_path):
+    paper_style()
+    roc = pd.DataFrame([dict(panel=f'task {i}', scorer=s, fpr=f, tpr=f ** (0.5 if s == 'salus' else 1)) for i in range(5)
+                        for s in ('salus', 'elapsed') for f in np.linspace(0, 1, 11)])
+    fig = roc_figure(roc, ['salus', 'elapsed'], columns=3)
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert len(fig.axes) == 6 and len(shown) == 5 and [ax.get_title() for ax in shown] == [f'task {i}' for i in range(5)]
+    curves = pd.DataFrame([dict(panel=p, scorer=s, q=q, q_auc=0.5 + (0.2 if s == 'salus' else 0.4 * q * (p == 'b')), low=None, high=None)
+                           for p in ('a', 'b') for s in ('salus', 'elapsed') for q in (0.1, 0.25, 1.0)])
+    fig = q_auc_figure(curves, ['salus', 'elapsed'])
+    lines = {l.get_label(): l for l in fig.axes[0].get_lines() if not l.get_label().startswith('_')}
+    assert lines['elapsed'].get_linestyle() == '--' and lines['salus'].get_linestyle() == '-'
+    assert np.allclose(lines['salus'].get_ydata(), 0.7)
+    png, pdf = save_figure(fig, tmp_path/'q_auc')
+    assert png.stat().st_size > 10_000 and pdf.read_bytes().startswith(b'%PDF')
+    with pytest.raises(FigureError, match="missing column"): q_auc_figure(curves.drop(columns='q_auc'), ['salus'])

@@ -21,7 +21,7 @@ def edited(params_file, old, new):
     return params_file
 
 @pytest.mark.parametrize('old,new,message', [
-    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect, replicate, predictor, evaluate, intervene, figures)'),
+    ('seed: 0', 'seed: 0\nseeed: 1', 'seeed: unknown key (allowed here: profile, seed, runtime, envs, demos, policy, signals, collect, replicate, predictor, evaluate, external, intervene, figures)'),
     ('  device: cpu', '  device: cpu\n  threads: 4', 'runtime.threads: unknown key (allowed here: profiles, device, torch_threads)'),
     ('seed: 0', 'seed: zero', "seed: Input should be a valid integer"),
     ('torch_threads: 2', 'torch_threads: [2]', 'runtime.torch_threads: Input should be a valid integer'),
@@ -48,8 +48,17 @@ def edited(params_file, old, new):
     ('calib: 0.2, test: 0.1', 'calib: 0.2, holdout: 0.1', 'predictor: splits must name exactly train, val, calib and test'),
     ('alphas: [0.1]', 'alphas: [1.5]', 'predictor: alphas must be in (0, 1)'),
     ('horizons_s: [0.2, 0.5, 1.0, 2.0]', 'horizons_s: [0.5, -1]', 'predictor: horizons_s must be positive seconds'),
-    ('baselines: [epistemic, logreg]', 'baselines: [epistemic, oracle]', "evaluate: unknown baseline(s) ['oracle']"),
-    ('main_alpha: 0.1', 'main_alpha: 0.3', 'evaluate.main_alpha: 0.3 is not one of predictor.alphas [0.1]'),
+    ('baselines: [elapsed, task_prior, epistemic, logreg]', 'baselines: [elapsed, epistemic, oracle]', "evaluate: unknown baseline(s) ['oracle']"),
+    ('main_alpha: 0.1', 'main_alpha: 0.3', 'evaluate: main_alpha 0.3 is not one of alphas [0.05, 0.1]'),
+    ('crossfit_folds: 2', 'crossfit_folds: 1', 'evaluate.crossfit_folds: Input should be greater than or equal to 2'),
+    ('headline_q: 0.25', 'headline_q: 0.5', 'evaluate: headline_q 0.5 is not one of qs [0.25, 1.0]'),
+    ('qs: [0.25, 1.0]', 'qs: [0.25, 1.5]', 'evaluate: qs must be in (0, 1], got [1.5]'),
+    ('baselines: [elapsed, actprobe]', 'baselines: [elapsed, rnd]', "external: baselines ['rnd'] cannot run on logged features"),
+    ('baselines: [elapsed, actprobe]', 'baselines: [elapsed, stac]', "external: baselines ['stac'] cannot run on logged features"),
+    ('control_hz: 4, horizons_s: [1.0, 2.0]', 'control_hz: 4, horizons_s: [1.0, 1.1]', 'external: horizons_s [1.0, 1.1] at 4 Hz repeat a step count ([4, 4])'),
+    ('protocols: [allseen]', 'protocols: [allseen, leave_one_out]', "external.protocols.1: Input should be 'allseen' or 'unseen'"),
+    ('dataset: pi0_libero', 'dataset: π0 LIBERO', 'external.dataset: String should match pattern'),
+    ('external_scorers: [salus, actprobe]', 'external_scorers: [salus, oracle]', "figures.external_scorers: ['oracle'] are neither 'salus', nor in external.baselines"),
     ('table_horizon_s: 1.0', 'table_horizon_s: 3.0', 'evaluate.table_horizon_s: 3.0 is not one of predictor.horizons_s'),
     ('heldout_tasks: [[lift_red]]', 'heldout_tasks: [[lift_blue]]', "evaluate.heldout_tasks: ['lift_blue'] are not envs.seen_tasks"),
     ('heldout_tasks: [[lift_red]]', 'heldout_tasks: [[lift_red, open_drawer]]', "evaluate.heldout_tasks: fold ['lift_red', 'open_drawer'] leaves no seen task"),

@@ -1,11 +1,11 @@
 """The project's own pipeline, on the smoke profile, in a scratch copy of the working tree (so the working tree's
-DVC outputs are untouched): it reproduces end to end, right after that DVC has nothing left to do, and changing one
-param re-runs only the stages that read it."""
-import json, re
+DVC outputs are untouched): it reproduces end to end, a second copy run at the same time gives the same bytes, right
+after that DVC has nothing left to do, and changing one param re-runs only the stages that read it."""
+import json, re, subprocess
 
 import pytest
 
-from salus.core import dvc, load_params, reproduce_in_scratch
+from salus.core import _tool, dvc, load_params, reproduce_in_scratch
 from salus.data import EpisodeStore
 from salus.predictor import ConformalThresholds, load_predictor
 from conftest import REPO
@@ -14,8 +14,18 @@ def ran(root) -> list[str]:
     return sorted(re.findall(r"Running stage '([^']+)'", dvc('repro', cwd=root, capture=True).stdout))
 
 @pytest.fixture(scope='module')
-def smoke_copy(tmp_path_factory):
-    return reproduce_in_scratch(REPO, tmp_path_factory.mktemp('smoke')/'salus', profile='smoke')
+def smoke_runs(tmp_path_factory):
+    "Two scratch copies reproduced from scratch at the same time (the smoke profile's stages use one core each)."
+    again = tmp_path_factory.mktemp('again')/'salus'
+    second = subprocess.Popen([_tool('salus_repro_scratch'), '--profile', 'smoke', '--dest', str(again), '--root', str(REPO)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try: first = reproduce_in_scratch(REPO, tmp_path_factory.mktemp('smoke')/'salus', profile='smoke')
+    finally: log = second.communicate()[0]
+    assert second.returncode == 0, f"the second smoke run failed:\n{log[-5000:]}"
+    return first, again
+
+@pytest.fixture(scope='module')
+def smoke_copy(smoke_runs): return smoke_runs[0]
 
 def test_smoke_pipeline_reproduces(smoke_copy):
     params = load_params(smoke_copy/'params.yaml')
@@ -64,7 +74,29 @@ def test_smoke_pipeline_reproduces(smoke_copy):
         for split, by_scorer in evaluation[level].items():
             assert split in ('seen', 'unseen', 'heldout') and set(by_scorer) == {'salus', *params.evaluate.baselines}
     assert 'heldout' in evaluation['episode'] and evaluation['config']['collections'] == params.replicate.collections
+    assert {'elapsed', 'task_prior'} <= set(evaluation['config']['controls'])
+    for split, by_scorer in evaluation['episode'].items():      # the early-detection schema, with intervals and paired differences
+        for scorer, m in by_scorer.items():
+            for key in ('q_auc_0.25', 'q_auc_0.25_macro', 'q_auc_0.25_survivors', 'q_auc_1', 'roc_auc', 'detection_time_safe_alpha_0.1',
+                        'balanced_accuracy_alpha_0.15', 'q_auc_0.25_ci', 'detection_time_safe_alpha_0.1_ci', 'n_episodes'):
+                assert key in m, (split, scorer, key)
+        assert set(evaluation['paired'][split]) == set(params.evaluate.baselines)
+        assert all(len(v) == 3 for p in evaluation['paired'][split].values() for v in p.values() if v is not None)
+    n_seen = sum(s == 'seen' for s in rollouts.meta()['split'])
+    assert evaluation['episode']['seen']['salus']['n_episodes'] == n_seen        # cross-fitted: every seen episode scored
     assert (smoke_copy/'metrics/results.md').read_text().count('| **salus** |') == len(evaluation['episode'])
+    external = json.loads((smoke_copy/'metrics/external.json').read_text())
+    ex = params.external
+    assert set(external[ex.dataset]) == set(ex.protocols) and external['config']['episodes'] == 500
+    for protocol, by_scorer in external[ex.dataset].items():
+        assert {'salus', 'chunk_mse', *ex.baselines} <= set(by_scorer)
+        for m in by_scorer.values():
+            for key in ('q_auc_0.25', 'q_auc_0.25_taskmax', 'q_auc_0.25_survivors', 'roc_auc', f'f1_alpha_{ex.alpha:g}',
+                        f'balanced_accuracy_alpha_{ex.alpha:g}', 'n_episodes', 'n_failures', 'q_auc_0.25_ci'):
+                assert key in m
+        assert 'q_auc_0.25' in external['paired'][ex.dataset][protocol]['elapsed']
+    assert '| **salus** |' in (smoke_copy/'metrics/external.md').read_text()
+    assert len(EpisodeStore.open(smoke_copy/f'stores/external/{ex.dataset}.zarr')) == 500
     replicas = [EpisodeStore.open(smoke_copy/f'stores/replicates/collection{k}.zarr') for k in range(1, params.replicate.collections)]
     assert replicas and all(len(r) == len(rollouts) for r in replicas)          # the same tasks and shifts ...
     assert all(not set(r.meta()['seed']) & set(rollouts.meta()['seed']) for r in replicas)   # ... with fresh episode seeds
@@ -86,16 +118,16 @@ def test_smoke_pipeline_reproduces(smoke_copy):
     assert (smoke_copy/'plots/intervention.csv').read_text().startswith('split,condition,outcome,rate')
 
     figures = sorted(p.name for p in (smoke_copy/'figures').iterdir())
-    stems = ['auroc_by_horizon_and_type', 'intervention', 'lead_time', 'monitor_overhead', 'roc', 'roc_heldout_tasks',
+    stems = ['auroc_by_horizon_and_type', 'intervention', 'lead_time', 'monitor_overhead', 'q_auc', 'roc', 'roc_heldout_tasks',
              'signals_failure_vs_success', 'task_suite']
     assert figures == sorted(f'{s}.{ext}' for s in stems for ext in ('pdf', 'png'))
     for s in stems: assert (smoke_copy/f'figures/{s}.pdf').read_bytes().startswith(b'%PDF') and (smoke_copy/f'figures/{s}.png').stat().st_size > 10_000
 
-def test_two_runs_from_scratch_give_the_same_metrics(smoke_copy, tmp_path_factory):
-    again = reproduce_in_scratch(REPO, tmp_path_factory.mktemp('again')/'salus', profile='smoke')
+def test_two_runs_from_scratch_give_the_same_metrics(smoke_runs):
+    smoke_copy, again = smoke_runs
     files = sorted(p.relative_to(smoke_copy) for p in (smoke_copy/'metrics').iterdir())
     assert [str(f) for f in files] == sorted(str(p.relative_to(again)) for p in (again/'metrics').iterdir())
-    assert {'metrics/evaluate.json', 'metrics/intervention.json'} <= set(map(str, files))
+    assert {'metrics/evaluate.json', 'metrics/external.json', 'metrics/intervention.json'} <= set(map(str, files))
     for f in files:
         a, b = (smoke_copy/f).read_bytes(), (again/f).read_bytes()
         if f.name == 'intervention.json':   # measured latencies differ between runs; every other number must not
@@ -115,7 +147,8 @@ def test_changing_one_param_reruns_only_its_readers(smoke_copy):
     params_file.write_text(text.replace('episodes_per_task: 1, bootstrap: 20}', 'episodes_per_task: 1, bootstrap: 10}'))
     assert ran(smoke_copy) == ['figures', 'intervene']            # its own group: nothing upstream re-runs (figures draw its outputs)
     params_file.write_text(text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}'))
-    assert ran(smoke_copy) == ['collect', 'evaluate', 'figures', 'intervene', 'language_check', 'replicate', 'train_policy', 'train_predictor']   # the stages that read `runtime`, and the figures of their outputs
+    assert ran(smoke_copy) == ['collect', 'evaluate', 'external', 'figures', 'intervene', 'language_check', 'replicate', 'train_policy',
+                               'train_predictor']   # the stages that read `runtime`, and the figures of their outputs
     params_file.write_text(text.replace('smoke: {episodes_per_task: 2}', 'smoke: {episodes_per_task: 3}'))
     assert ran(smoke_copy) == ['collect', 'demos', 'evaluate', 'figures', 'intervene', 'language_check', 'replicate', 'train_policy', 'train_predictor']   # everything downstream reruns
     assert len(EpisodeStore.open(smoke_copy/'stores/demos.zarr')) == 3 * len(load_params(params_file).envs.seen_tasks)
