@@ -144,12 +144,15 @@ def test_second_repro_does_nothing_and_status_is_clean(smoke_copy):
 def test_changing_one_param_reruns_only_its_readers(smoke_copy):
     params_file = smoke_copy/'params.yaml'
     text = params_file.read_text()
-    params_file.write_text(text.replace('episodes_per_task: 1, bootstrap: 20}', 'episodes_per_task: 1, bootstrap: 10}'))
+    text = text.replace('episodes_per_task: 1, bootstrap: 20}', 'episodes_per_task: 1, bootstrap: 10}')   # each change keeps the ones before it
+    params_file.write_text(text)
     assert ran(smoke_copy) == ['figures', 'intervene']            # its own group: nothing upstream re-runs (figures draw its outputs)
-    params_file.write_text(text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}'))
+    text = text.replace('smoke: {torch_threads: 1}', 'smoke: {torch_threads: 2}')
+    params_file.write_text(text)
     assert ran(smoke_copy) == ['collect', 'evaluate', 'external', 'figures', 'intervene', 'language_check', 'replicate', 'train_policy',
                                'train_predictor']   # the stages that read `runtime`, and the figures of their outputs
     params_file.write_text(text.replace('smoke: {episodes_per_task: 2}', 'smoke: {episodes_per_task: 3}'))
-    assert ran(smoke_copy) == ['collect', 'demos', 'evaluate', 'figures', 'intervene', 'language_check', 'replicate', 'train_policy', 'train_predictor']   # everything downstream reruns
+    assert ran(smoke_copy) == ['collect', 'demos', 'evaluate', 'figures', 'intervene', 'language_check', 'replicate', 'train_policy',
+                               'train_predictor']   # everything downstream of the demonstrations reruns; `external` does not read them
     assert len(EpisodeStore.open(smoke_copy/'stores/demos.zarr')) == 3 * len(load_params(params_file).envs.seen_tasks)
     assert ran(smoke_copy) == []
