@@ -1,6 +1,7 @@
 """Per-step cost on CPU of the SALUS monitor's inputs and model, for one environment: the signal extractor (the default
 profile's signals: K=3 members, 4 generative samples, a 768-d embedding against 2048 reference embeddings) plus one
-streaming predictor step, for each architecture. Target: signals + predictor ≤ 0.5 ms per step.
+streaming predictor step, for each architecture, without and with the v2 episode-outcome output (`step` vs `step_all`,
+timed side by side in one run). Target: signals + predictor ≤ 0.5 ms per step.
 
     python benchmarks/predictor_cost.py [--steps 2000] [--checkpoint checkpoints/predictor/seed0]     # prints JSON
 
@@ -39,13 +40,18 @@ def main(steps:int, checkpoint:str|None):
     extractor.reset()
     signal_ms = timed(lambda i: extractor.step(chunks[i], chunks[i, 0, :, 0], samples=samples[i], embedding=emb[i]), steps)
     p = params.predictor
-    models = {arch: FailurePredictor(PredictorConfig(list(names), p.horizons_s, params.envs.control_hz, window=p.window, arch=arch,
-                                                     hidden=p.hidden, dropout=p.dropout)).eval() for arch in ARCHITECTURES}
-    if checkpoint and Path(checkpoint).is_dir(): models[f'trained ({load_predictor(checkpoint).config.arch})'] = load_predictor(checkpoint)
+    make = lambda arch, episode: FailurePredictor(PredictorConfig(list(names), p.horizons_s, params.envs.control_hz, window=p.window, arch=arch,
+                                                                  hidden=p.hidden, dropout=p.dropout, episode_output=episode)).eval()
+    models = {}
+    for arch in ARCHITECTURES: models[arch], models[f'{arch} + episode output'] = make(arch, False), make(arch, True)
+    if checkpoint and Path(checkpoint).is_dir():
+        trained = load_predictor(checkpoint)
+        models[f"trained ({trained.config.arch}{' + episode output' if trained.config.episode_output else ''})"] = trained
     predictor_ms = {}
     for name, model in models.items():
         stream = PredictorStream(model)
-        predictor_ms[name] = round(timed(lambda i: stream.step(signals[i]), steps), 4)
+        step = stream.step_all if model.config.episode_output else stream.step
+        predictor_ms[name] = round(timed(lambda i: step(signals[i]), steps), 4)
     total = {k: round(signal_ms + v, 4) for k, v in predictor_ms.items()}
     return dict(benchmark='predictor_cost', steps=steps, members=K, signals=list(names), torch_threads=1,
                 ms_per_step=dict(signals=round(signal_ms, 4), predictor=predictor_ms, signals_plus_predictor=total),

@@ -20,15 +20,15 @@ from .predictor import (FailurePredictor, PredictorConfig, SignalEpisodes, Train
                              fit_temperature, load_signal_episodes, split_episodes, train_predictor)
 
 # %% auto #0
-__all__ = ['BASELINE_SIGNALS', 'CONTROLS', 'BASELINES', 'NOVELTY_SIGNALS', 'RESULTS_MARKERS', 'precision_recall_f1',
-           'balanced_accuracy', 'best_f1_threshold', 'roc_curve', 'EpisodeScores', 'episode_metrics', 'StepSummary',
-           'step_metrics', 'task_budgets', 'EvalData', 'load_eval_data', 'Scorer', 'validation_auroc', 'SalusScorer',
-           'SignalScorer', 'ElapsedScorer', 'TaskPriorScorer', 'LogRegScorer', 'ElapsedTaskPriorScorer', 'RNDScorer',
-           'SafeMLPScorer', 'SafeScorer', 'KNNFeatureScorer', 'make_baselines', 'NoveltyReference',
-           'demonstration_reference', 'check_novelty', 'refit_novelty', 'ScoredSeed', 'score_seed', 'crossfit_splits',
-           'score_crossfit', 'heldout_task_splits', 'ScorerFactory', 'EvaluationPlan', 'score_unit', 'score_units',
-           'evaluate_units', 'evaluate_seeds', 'metrics_json', 'results_table', 'results_markers',
-           'sync_readme_results']
+__all__ = ['READOUTS', 'SELECTION', 'BASELINE_SIGNALS', 'CONTROLS', 'BASELINES', 'NOVELTY_SIGNALS', 'RESULTS_MARKERS',
+           'precision_recall_f1', 'balanced_accuracy', 'best_f1_threshold', 'roc_curve', 'EpisodeScores',
+           'episode_metrics', 'StepSummary', 'step_metrics', 'task_budgets', 'EvalData', 'load_eval_data', 'Scorer',
+           'validation_auroc', 'early_detection_auc', 'SalusScorer', 'SignalScorer', 'ElapsedScorer', 'TaskPriorScorer',
+           'LogRegScorer', 'ElapsedTaskPriorScorer', 'RNDScorer', 'SafeMLPScorer', 'SafeScorer', 'KNNFeatureScorer',
+           'make_baselines', 'NoveltyReference', 'demonstration_reference', 'check_novelty', 'refit_novelty',
+           'ScoredSeed', 'score_seed', 'crossfit_splits', 'score_crossfit', 'heldout_task_splits', 'ScorerFactory',
+           'EvaluationPlan', 'score_unit', 'score_units', 'evaluate_units', 'evaluate_seeds', 'metrics_json',
+           'results_table', 'results_markers', 'sync_readme_results']
 
 # %% ../nbs/06_evaluate.ipynb #c5511179
 def _check_pair(pred, labels, what):
@@ -84,7 +84,7 @@ def roc_curve(scores:np.ndarray, labels:np.ndarray, max_points:int|None=None) ->
 @dataclass
 class EpisodeScores:
     "Per-step scores (N, H) of one scorer on a set of episodes, with their labels, outcomes and the thresholds of the model that scored each."
-    scores: np.ndarray  # (N, H): column h scores "fails within horizon h"; the last column is the overall score
+    scores: np.ndarray  # (N, H): column h scores "fails within horizon h"
     labels: np.ndarray  # (N, H) bool: fails (any type) within horizon h
     episode_ends: np.ndarray  # (E,)
     failed: np.ndarray  # (E,) bool
@@ -96,10 +96,15 @@ class EpisodeScores:
     ids: np.ndarray|None = None  # (E,) ids unique within the collection (default: 0..E-1)
     conformal: dict[float, np.ndarray]|None = None  # α → (E,) the alarm threshold on the episode score
     step_thresholds: np.ndarray|None = None  # (E, H) the per-horizon step threshold
+    overall: np.ndarray|None = None  # (N,) the overall score that episodes are ranked and alarmed by (default: the last column)
 
     def __post_init__(self):
         if self.scores.shape != self.labels.shape: raise EvaluationError(f"scores {self.scores.shape} ≠ labels {self.labels.shape}")
         if not np.isfinite(self.scores).all(): raise EvaluationError("scores: non-finite values")
+        if self.overall is None: self.overall = self.scores[:, -1] if self.scores.ndim == 2 and self.scores.shape[1] else np.zeros(len(self.scores))
+        self.overall = np.asarray(self.overall, np.float64)
+        if self.overall.shape != (len(self.scores),): raise EvaluationError(f"overall scores {self.overall.shape} ≠ ({len(self.scores)},) steps")
+        if not np.isfinite(self.overall).all(): raise EvaluationError("overall scores: non-finite values")
         if len(self.episode_ends) and self.episode_ends[-1] != len(self.scores): raise EvaluationError("episode_ends do not match the steps")
         E = len(self.episode_ends)
         if self.task is None: self.task = np.full(E, '', dtype=object)
@@ -113,15 +118,17 @@ class EpisodeScores:
     @property
     def lengths(self) -> np.ndarray: return np.diff(np.r_[0, self.episode_ends]).astype(np.int64)
 
-    def episode_max(self, column:int=-1) -> np.ndarray:
-        "(E,) each episode's final running-max score."
-        if not self.n_episodes: raise EvaluationError("no episodes")
-        return np.maximum.reduceat(self.scores[:, column], np.r_[0, self.episode_ends[:-1]])
+    def _column(self, column:int|None) -> np.ndarray: return self.overall if column is None else self.scores[:, column]
 
-    def first_alarm(self, threshold:float, column:int=-1) -> np.ndarray:
+    def episode_max(self, column:int|None=None) -> np.ndarray:
+        "(E,) each episode's final running-max score (the overall score, or that column's)."
+        if not self.n_episodes: raise EvaluationError("no episodes")
+        return np.maximum.reduceat(self._column(column), np.r_[0, self.episode_ends[:-1]])
+
+    def first_alarm(self, threshold:float, column:int|None=None) -> np.ndarray:
         "(E,) step of each episode's first score above `threshold`, −1 if none."
         out = np.full(self.n_episodes, -1, np.int64)
-        above = self.scores[:, column] > threshold
+        above = self._column(column) > threshold
         for e, (s, t) in enumerate(zip(np.r_[0, self.episode_ends[:-1]], self.episode_ends)):
             hit = np.flatnonzero(above[s:t])
             if len(hit): out[e] = hit[0]
@@ -131,7 +138,7 @@ class EpisodeScores:
                 qs:Sequence[float]=(0.1, 0.25, 0.5, 1.0), headline_q:float=0.25, main_alpha:float|None=None) -> EpisodeSummary:
         "The per-episode numbers of the overall score that every episode-level metric is computed from."
         thr = thresholds if thresholds is not None else (self.conformal or {})
-        return summarise_episodes(self.scores[:, -1], self.episode_ends, self.failed, self.task, self.budget, thr,
+        return summarise_episodes(self.overall, self.episode_ends, self.failed, self.task, self.budget, thr,
                                   self.failure_step, self.control_hz, self.failure_type, qs, headline_q, main_alpha)
 
     def _fields(self, idx) -> dict:
@@ -149,13 +156,14 @@ class EpisodeScores:
         if all(p.conformal is not None for p in parts) and len({tuple(p.conformal) for p in parts}) == 1:
             conformal = {a: np.concatenate([p.conformal[a] for p in parts]) for a in parts[0].conformal}
         return cls(cat('scores'), cat('labels'), np.cumsum(cat('lengths')), cat('failed'), cat('failure_step'), parts[0].control_hz,
-                   cat('failure_type'), cat('task'), cat('budget'), cat('ids'), conformal, cat('step_thresholds'))
+                   cat('failure_type'), cat('task'), cat('budget'), cat('ids'), conformal, cat('step_thresholds'), cat('overall'))
 
     def subset(self, episodes:Sequence[int]) -> 'EpisodeScores':
         "The given episodes (positions 0..E-1), in the given order."
         idx = np.asarray(episodes, np.int64)
         steps = episode_steps(self.episode_ends, idx)
-        return EpisodeScores(self.scores[steps], self.labels[steps], np.cumsum(self.lengths[idx]), control_hz=self.control_hz, **self._fields(idx))
+        return EpisodeScores(self.scores[steps], self.labels[steps], np.cumsum(self.lengths[idx]), control_hz=self.control_hz,
+                             overall=self.overall[steps], **self._fields(idx))
 
 def episode_metrics(es:EpisodeScores, thresholds:dict[float, float]|None=None, # α → conformal threshold (default: the episodes' own)
                     **summary_kw) -> dict[str, float|None]:
@@ -270,31 +278,65 @@ def validation_auroc(model:FailurePredictor, episodes:SignalEpisodes) -> float|N
     aucs = [a for a in aucs if a is not None]
     return float(np.mean(aucs)) if aucs else None
 
+def early_detection_auc(step_scores:np.ndarray, # (N,) per-step scores of `episodes`, concatenated
+                        data:EvalData, episodes:Sequence[int], q:float=0.25,
+                        by:str='macro', # 'macro': mean over tasks with both outcomes; 'pooled': over all the episodes
+                       ) -> float|None:
+    "Early-detection AUC (`budget` cutoff at q) of per-step scores on these episodes; None where undefined."
+    e, idx = data.episodes, np.asarray(episodes, np.int64)
+    if by not in ('macro', 'pooled'): raise EvaluationError(f"early_detection_auc: by must be 'macro' or 'pooled', got {by!r}")
+    lengths = e.lengths[idx]
+    ends = np.cumsum(lengths)
+    early = early_max(running_max(step_scores, ends), ends, early_cutoffs(lengths, q, 'budget', budgets=data.budget[idx]))
+    failed, task = e.failed[idx], np.asarray(e.meta['task'])[idx]
+    if by == 'pooled': return RankedScores(early, failed).auc()
+    aucs = [a for t in np.unique(task) if (a := RankedScores(early[task == t], failed[task == t]).auc()) is not None]
+    return float(np.mean(aucs)) if aucs else None
+
+READOUTS = ('horizon', 'episode')   # SALUS's overall score: p(any failure within the longest horizon), or p(the episode fails)
+SELECTION = ('auroc', 'macro', 'pooled')
+
 class SalusScorer(Scorer):
-    name, description = 'salus', 'the SALUS predictor: p(any failure within h) from a window of signals'
+    name, description = 'salus', 'the SALUS predictor: p(any failure within h) from a window of signals, and p(the episode fails)'
     def __init__(self, model:FailurePredictor|None=None, # a trained predictor, scored as it is ...
                  config:PredictorConfig|None=None, # ... or the predictor to train in `fit`,
                  train_config:TrainConfig|None=None, # how (its `seed` is replaced by fit's)
-                 architectures:Sequence[str]|None=None): # candidates for `config.arch`, chosen on validation (default: config's)
+                 architectures:Sequence[str]|None=None, # candidates for `config.arch`, chosen on validation (default: config's)
+                 readouts:Sequence[str]|None=None, # candidates for the overall score (READOUTS), chosen with the architecture
+                 select_by:str='auroc', # 'auroc': validation step AUROC (mean over horizons); 'macro' / 'pooled': validation early-detection AUC
+                 q:float=0.25): # the early-detection fraction of `select_by` 'macro' / 'pooled'
         if (model is None) == (config is None): raise EvaluationError("SalusScorer: give a trained model or a config to train, not both")
+        if select_by not in SELECTION: raise EvaluationError(f"SalusScorer: select_by must be one of {SELECTION}, got {select_by!r}")
         self.model, self.config, self.train_config = model, config, train_config or TrainConfig()
         self.architectures = list(architectures) if architectures else ([config.arch] if config is not None else [])
-        self.chosen: dict|None = None  # after fit: the kept architecture and every candidate's validation AUROC
+        has_episode = (config or getattr(model, 'config', None)).episode_output
+        self.readouts = list(readouts) if readouts else ['episode' if has_episode else 'horizon']
+        if bad := [r for r in self.readouts if r not in READOUTS]: raise EvaluationError(f"SalusScorer: unknown readout(s) {bad}; one of {READOUTS}")
+        if 'episode' in self.readouts and not has_episode: raise EvaluationError("SalusScorer: readout 'episode' needs a predictor with episode_output")
+        if select_by == 'auroc' and len(self.readouts) > 1: raise EvaluationError("SalusScorer: choosing a readout needs select_by 'macro' or 'pooled'")
+        self.select_by, self.q, self.readout = select_by, q, self.readouts[0]
+        self.chosen: dict|None = None  # after fit: the kept architecture and readout and every candidate's validation number
+    def _overall(self, model, sub, readout) -> tuple[np.ndarray, np.ndarray]:
+        horizon, episode = model.predict_episodes_all(sub)
+        return horizon[:, :, -1].astype(np.float64), (horizon[:, -1, -1] if readout == 'horizon' else episode[:, -1]).astype(np.float64)
     def fit(self, data, train, val, seed=0):
         if self.config is None: return self  # trained already
         e = data.episodes
-        runs = {}
+        candidates = {}
         for arch in self.architectures:
             model, _ = train_predictor(e, train, val, replace(self.config, arch=arch), replace(self.train_config, seed=seed), progress=False)
-            runs[arch] = (model, validation_auroc(model, e.subset(val)))
-        best = max(runs, key=lambda a: -1 if runs[a][1] is None else runs[a][1])
-        self.model, self.chosen = runs[best][0], {'arch': best, 'val_auroc': {a: r[1] for a, r in runs.items()}}
+            for readout in self.readouts:
+                if self.select_by == 'auroc': value = validation_auroc(model, e.subset(val))
+                else: value = early_detection_auc(self._overall(model, e.subset(val), readout)[1], data, val, self.q, self.select_by)
+                candidates[arch, readout] = (model, value)
+        best = max(candidates, key=lambda k: -1 if candidates[k][1] is None else candidates[k][1])   # ties: the first candidate
+        self.model, self.readout = candidates[best][0], best[1]
+        self.chosen = {'arch': best[0], 'readout': best[1], f'val_{self.select_by}': {(a if self.select_by == 'auroc' else f'{a}/{r}'): v for (a, r), (_, v) in candidates.items()}}
         fit_temperature(self.model, e, val)
         return self
     def score(self, data, episodes):
         if self.model is None: raise EvaluationError("SalusScorer: call fit before score")
-        sub = data.episodes.subset(episodes)
-        return self.model.predict_episodes(sub)[:, :, -1].astype(np.float64)
+        return self._overall(self.model, data.episodes.subset(episodes), self.readout)
 
 # %% ../nbs/06_evaluate.ipynb #59f9b797
 class SignalScorer(Scorer):
@@ -589,12 +631,14 @@ class ScoredSeed:
     conformal: dict[float, float]  # α → threshold on the episode score (calibration successes)
     info: dict = field(default_factory=dict)  # what the scorer chose while fitting (e.g. SALUS's architecture)
 
-def _episode_scores(data:EvalData, episodes:np.ndarray, scores:np.ndarray, ids:np.ndarray|None=None) -> EpisodeScores:
+def _episode_scores(data:EvalData, episodes:np.ndarray, scores:np.ndarray|tuple[np.ndarray, np.ndarray], # (N, H), or with the overall score (N,)
+                    ids:np.ndarray|None=None) -> EpisodeScores:
+    scores, overall = scores if isinstance(scores, tuple) else (scores, None)
     e = data.episodes.subset(episodes)
     idx = np.asarray(episodes, np.int64)
     return EpisodeScores(scores, e.labels[:, :, -1].astype(bool), e.episode_ends, e.failed, e.meta['failure_step'], e.control_hz,
                          np.asarray(e.meta['failure_type'], dtype=object), np.asarray(e.meta['task'], dtype=object), data.budget[idx],
-                         idx if ids is None else ids[idx])
+                         idx if ids is None else ids[idx], overall=overall)
 
 def score_seed(data:EvalData, splits:dict[str, np.ndarray], scorer:Scorer, alphas:Sequence[float], seed:int,
                evaluated:dict[str, str]|None=None, # result name → split key scored; default seen ← test, unseen ← unseen
@@ -692,8 +736,12 @@ class ScorerFactory:
     train_config: TrainConfig
     architectures: list[str]
     baselines: list[str]
+    readouts: list[str]|None = None  # SALUS's overall-score candidates (default: its episode output if it has one)
+    select_by: str = 'auroc'  # how SALUS's candidates are chosen on validation (SalusScorer)
+    q: float = 0.25
     def __call__(self) -> list[Scorer]:
-        return [SalusScorer(config=self.config, train_config=self.train_config, architectures=self.architectures)] + \
+        return [SalusScorer(config=self.config, train_config=self.train_config, architectures=self.architectures, readouts=self.readouts,
+                            select_by=self.select_by, q=self.q)] + \
                make_baselines(self.baselines, self.config.signal_names)
 
 @dataclass

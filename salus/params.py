@@ -162,6 +162,7 @@ class PredictorParams(ParamsGroup):
     horizons_s: list[float] = Field(min_length=1)  # prediction horizons, seconds
     window: int = Field(ge=1, le=256)  # signal vectors per prediction
     architectures: list[Literal['mlp', 'gru', 'conv']] = Field(min_length=1)  # candidates; the best on validation is kept
+    episode_output: bool  # v2: the episode-outcome output (h = ∞) beside the horizons
     hidden: int = Field(ge=1, le=1024)
     dropout: float = Field(ge=0, lt=1)
     epochs: int = Field(ge=1, le=10_000)
@@ -199,6 +200,8 @@ class EvaluateParams(ParamsGroup):
     confidence: float = Field(gt=0, lt=1)  # of the bootstrap intervals
     table_horizon_s: float = Field(gt=0)  # the horizon of the results table's step AUROC (one of predictor.horizons_s)
     heldout_tasks: list[list[str]]  # SAFE's protocol: folds of seen tasks withheld from every scorer's fitting ([] for none)
+    salus_readout: Literal['horizon', 'episode']  # SALUS's episode score: its longest horizon, or its episode-outcome output
+    salus_select_by: Literal['auroc', 'macro', 'pooled']  # what picks SALUS's architecture on validation: step AUROC, or early AUC
     workers: int = Field(ge=1, le=64)  # processes scoring the units (collections × seeds and folds); 1: in the stage's own process
 
     @model_validator(mode='after')
@@ -230,6 +233,8 @@ class ExternalParams(ParamsGroup):
     unseen_tasks: int = Field(ge=1, le=1000)  # tasks held out per seed in the unseen-task protocol
     alpha: float = Field(gt=0, lt=1)  # the conformal α of F1 and balanced accuracy
     baselines: list[str]  # besides SALUS and each logged feature alone: names from `salus.evaluate.BASELINES` or 'actprobe'
+    salus_readout: Literal['horizon', 'episode']  # SALUS's episode score: its longest horizon, or its episode-outcome output
+    salus_select_by: Literal['auroc', 'macro', 'pooled']  # what picks SALUS's architecture on validation: step AUROC, or early AUC
     epochs: int = Field(ge=1, le=10_000)  # most epochs of the learned baselines (actprobe, safe), with early stopping
     bootstrap: int = Field(ge=1, le=100_000)  # resamples (seeds, then episodes) for the intervals
     confidence: float = Field(gt=0, lt=1)
@@ -333,6 +338,9 @@ def load_params(path:str|Path='params.yaml', # the params file
     ev, pr = resolved.evaluate, resolved.predictor
     if not any(abs(ev.table_horizon_s - h) < 1e-9 for h in pr.horizons_s):
         problems.append(f"evaluate.table_horizon_s: {ev.table_horizon_s} is not one of predictor.horizons_s {pr.horizons_s}")
+    for name, group in (('evaluate', ev), ('external', resolved.external)):
+        if group.salus_readout == 'episode' and not pr.episode_output:
+            problems.append(f"{name}.salus_readout: 'episode' needs predictor.episode_output: true")
     iv = resolved.intervene
     if not any(abs(iv.alpha - a) < 1e-9 for a in pr.alphas):
         problems.append(f"intervene.alpha: {iv.alpha} is not one of predictor.alphas {pr.alphas}")

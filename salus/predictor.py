@@ -62,6 +62,12 @@ class SignalEpisodes:
     def failed(self) -> np.ndarray: return self.meta['outcome'] != 'success'  # (E,)
     @property
     def output_names(self) -> list[str]: return self.failure_types + ['any']
+    @property
+    def episode_labels(self) -> np.ndarray:
+        "(E, K+1) uint8: the episode ends in a failure of type k; last column: in any failure (the h = ∞ targets)."
+        kinds = np.asarray(self.meta['failure_type'])
+        y = np.stack([self.failed & (kinds == k) for k in self.failure_types] + [self.failed], -1)
+        return y.astype(np.uint8)
 
     def step_episode(self) -> np.ndarray:
         "(N,) position (0..E-1) of each step's episode."
@@ -171,6 +177,7 @@ class PredictorConfig:
     hidden: int = 32
     dropout: float = 0.1
     clip: float = 6.0  # normalised inputs are clipped to ±clip
+    episode_output: bool = False  # also predict the episode's outcome (h = ∞, "this episode will fail"), per type and any
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES: raise PredictorError(f"unknown architecture {self.arch!r}; one of {ARCHITECTURES}")
@@ -187,6 +194,11 @@ class PredictorConfig:
     @property
     def output_shape(self) -> tuple[int, int]: return (len(self.horizons_s), len(self.failure_types) + 1)
     def horizon_names(self) -> list[str]: return [f"h{h:g}s" for h in self.horizons_s]
+    @property
+    def n_outputs(self) -> int:
+        "Logits the encoder emits: H × (K+1) horizon outputs, and K+1 episode outputs if `episode_output`."
+        H, K1 = self.output_shape
+        return H * K1 + (K1 if self.episode_output else 0)
 
 # %% ../nbs/05_predictor.ipynb #55571478
 class _WindowMLP(nn.Module):
@@ -219,16 +231,19 @@ class _CausalConv(nn.Module):
 _ENCODERS = {'mlp': _WindowMLP, 'gru': _WindowGRU, 'conv': _CausalConv}
 
 class FailurePredictor(nn.Module):
-    "Raw signal windows (B, W, S) → failure logits (B, H, K+1); normalisation and temperatures inside."
+    "Raw signal windows (B, W, S) → failure logits (B, H, K+1) (and episode-outcome logits (B, K+1)); normalisation and temperatures inside."
     def __init__(self, config:PredictorConfig):
         super().__init__()
         self.config = config
         S, (H, K1) = len(config.signal_names), config.output_shape
-        self.encoder = _ENCODERS[config.arch](config, H * K1)
+        self.encoder = _ENCODERS[config.arch](config, config.n_outputs)
         self.register_buffer('centre', torch.zeros(S))
         self.register_buffer('scale', torch.ones(S))
         self.register_buffer('temperature', torch.ones(H, K1))
         self.register_buffer('bias', torch.zeros(H, K1))
+        if config.episode_output:
+            self.register_buffer('episode_temperature', torch.ones(K1))
+            self.register_buffer('episode_bias', torch.zeros(K1))
 
     def set_normalisation(self, signals:np.ndarray):
         "Per-signal median and inter-quartile scale (floored) of the training steps."
@@ -253,31 +268,64 @@ class FailurePredictor(nn.Module):
         "Raw signals (..., S) → centred, scaled and clipped inputs."
         return ((x - self.centre) / self.scale).clamp(-self.config.clip, self.config.clip)
 
+    def heads(self, z:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor|None]:
+        "Normalised windows (B, W, S) → uncalibrated horizon logits (B, H, K+1) and episode logits (B, K+1) (None without them)."
+        out = self.encoder(z)
+        H, K1 = self.config.output_shape
+        return out[:, :H * K1].reshape(len(z), H, K1), (out[:, H * K1:] if self.config.episode_output else None)
+
     def head(self, z:torch.Tensor) -> torch.Tensor:
         "Normalised windows (B, W, S) → uncalibrated logits (B, H, K+1)."
-        return self.encoder(z).view(len(z), *self.config.output_shape)
+        return self.heads(z)[0]
 
     def logits(self, x) -> torch.Tensor:
         "Uncalibrated logits (B, H, K+1) of raw windows."
         return self.head(self.normalise(self.check_windows(x)))
+
+    def all_logits(self, x) -> tuple[torch.Tensor, torch.Tensor|None]:
+        "Uncalibrated horizon (B, H, K+1) and episode (B, K+1) logits of raw windows."
+        return self.heads(self.normalise(self.check_windows(x)))
+
+    def calibrate(self, horizon:torch.Tensor, episode:torch.Tensor|None) -> tuple[torch.Tensor, torch.Tensor|None]:
+        "Uncalibrated → calibrated logits, both heads."
+        return horizon / self.temperature + self.bias, (None if episode is None else episode / self.episode_temperature + self.episode_bias)
 
     def forward(self, x) -> torch.Tensor:
         "Calibrated logits (B, H, K+1)."
         return self.logits(x) / self.temperature + self.bias
 
     @torch.no_grad()
+    def predict_all(self, windows:np.ndarray, batch_size:int=4096) -> tuple[np.ndarray, np.ndarray|None]:
+        "Calibrated probabilities of raw windows (N, W, S), in eval mode: horizons (N, H, K+1), episode outcome (N, K+1) or None."
+        was = self.training; self.eval()
+        hs, es = [], []
+        try:
+            for i in range(0, len(windows), batch_size):
+                h, e = self.calibrate(*self.all_logits(windows[i:i + batch_size]))
+                hs.append(torch.sigmoid(h).numpy())
+                if e is not None: es.append(torch.sigmoid(e).numpy())
+        finally: self.train(was)
+        K1 = self.config.output_shape[1]
+        horizon = np.concatenate(hs) if hs else np.zeros((0, *self.config.output_shape), np.float32)
+        episode = (np.concatenate(es) if es else np.zeros((0, K1), np.float32)) if self.config.episode_output else None
+        return horizon, episode
+
     def predict_proba(self, windows:np.ndarray, batch_size:int=4096) -> np.ndarray:
         "Calibrated probabilities (N, H, K+1) of raw windows (N, W, S), in eval mode."
-        was = self.training; self.eval()
-        try: out = [torch.sigmoid(self(windows[i:i + batch_size])).numpy() for i in range(0, len(windows), batch_size)]
-        finally: self.train(was)
-        return np.concatenate(out) if out else np.zeros((0, *self.config.output_shape), np.float32)
+        return self.predict_all(windows, batch_size)[0]
+
+    def _windows(self, data:SignalEpisodes) -> np.ndarray:
+        if data.signal_names != self.config.signal_names:
+            raise PredictorError(f"the data's signals {data.signal_names} are not the predictor's {self.config.signal_names}")
+        return signal_windows(data.signals, data.episode_ends, self.config.window)
 
     def predict_episodes(self, data:SignalEpisodes) -> np.ndarray:
         "Calibrated probabilities (N, H, K+1) for every step of `data` (its signal columns must match)."
-        if data.signal_names != self.config.signal_names:
-            raise PredictorError(f"the data's signals {data.signal_names} are not the predictor's {self.config.signal_names}")
-        return self.predict_proba(signal_windows(data.signals, data.episode_ends, self.config.window))
+        return self.predict_proba(self._windows(data))
+
+    def predict_episodes_all(self, data:SignalEpisodes) -> tuple[np.ndarray, np.ndarray|None]:
+        "Horizon (N, H, K+1) and episode-outcome (N, K+1) probabilities for every step of `data` (the latter None without that output)."
+        return self.predict_all(self._windows(data))
 
 # %% ../nbs/05_predictor.ipynb #0c1c0698
 def _two_classes(scores, labels, what):
@@ -325,6 +373,15 @@ def _pos_weight(labels:np.ndarray, cap:float) -> torch.Tensor:
 def _weighted_bce(logits, y, pos_weight):
     return nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
 
+def _episode_targets(sub:SignalEpisodes) -> tuple[torch.Tensor, torch.Tensor]:
+    "Per-step episode-outcome targets (N, K+1) and step weights (N,) that make every episode weigh the same (mean 1)."
+    y = np.repeat(sub.episode_labels, sub.lengths, 0).astype(np.float32)
+    w = np.repeat(1.0 / np.maximum(sub.lengths, 1), sub.lengths)
+    return torch.as_tensor(y), torch.as_tensor(w * len(w) / max(w.sum(), 1e-12), dtype=torch.float32)
+
+def _episode_bce(logits, y, w, pos_weight):
+    return (nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction='none') * w[:, None]).mean()
+
 def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the training episodes
                     val:Sequence[int], # positions of the validation episodes (empty: train for `epochs`, no early stopping)
                     config:PredictorConfig, tc:TrainConfig=TrainConfig(), progress:bool=True,
@@ -348,6 +405,14 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
     xv = torch.as_tensor(signal_windows(va.signals, va.episode_ends, config.window))
     yv = torch.as_tensor(va.labels, dtype=torch.float32)
     pw = _pos_weight(tr.labels, tc.max_pos_weight)
+    if config.episode_output:
+        (et, wt), (ev, wv) = _episode_targets(tr), _episode_targets(va)
+        epw = _pos_weight(tr.episode_labels, tc.max_pos_weight)
+    def loss_of(x, y, b=slice(None), episode=None):
+        h, e = model.heads(model.normalise(x))
+        loss = _weighted_bce(h, y, pw)
+        if episode is not None: loss = loss + _episode_bce(e, episode[0][b], episode[1][b], epw)
+        return loss
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     history, best, best_state, waited = [], math.inf, None, 0
     bar = tqdm(range(tc.epochs), desc=f'predictor {config.arch}', disable=not progress)
@@ -356,11 +421,11 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
         order, total = rng.permutation(len(xt)), 0.0
         for i in range(0, len(order), tc.batch_size):
             b = order[i:i + tc.batch_size]
-            loss = _weighted_bce(model.logits(xt[b]), yt[b], pw)
+            loss = loss_of(xt[b], yt[b], b, (et, wt) if config.episode_output else None)
             opt.zero_grad(); loss.backward(); opt.step()
             total += loss.item() * len(b)
         model.eval()
-        with torch.no_grad(): vloss = _weighted_bce(model.logits(xv), yv, pw).item() if len(xv) else float('nan')
+        with torch.no_grad(): vloss = loss_of(xv, yv, episode=(ev, wv) if config.episode_output else None).item() if len(xv) else float('nan')
         history.append(dict(epoch=epoch, train_loss=total / len(xt), val_loss=vloss))
         bar.set_postfix(train=f'{total / len(xt):.4f}', val=f'{vloss:.4f}')
         if not len(xv): continue
@@ -373,25 +438,34 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
     return model.eval(), history
 
 # %% ../nbs/05_predictor.ipynb #4f1888a2
+def _fit_one(z:torch.Tensor, y:torch.Tensor) -> tuple[float, float]:
+    "Temperature and bias minimising the cross-entropy of `z / T + b` against `y` (1, 0 when `y` has one class)."
+    if not len(y) or y.sum() == 0 or y.sum() == len(y): return 1.0, 0.0
+    log_t, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t, b], lr=0.5, max_iter=200, line_search_fn='strong_wolfe')
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(z / log_t.exp() + b, y)
+        loss.backward(); return loss
+    opt.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20)), float(b.detach().clamp(-20, 20))
+
 def fit_temperature(model:FailurePredictor, data:SignalEpisodes, episodes:Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    "Set `model.temperature` and `model.bias` from the given (validation) episodes; return them (H, K+1) each."
+    "Set `model.temperature` and `model.bias` (and the episode output's) from the given (validation) episodes; return the horizon ones (H, K+1) each."
     sub = data.subset(episodes)
     with torch.no_grad():
-        z = model.logits(signal_windows(sub.signals, sub.episode_ends, model.config.window))
+        z, ze = model.all_logits(signal_windows(sub.signals, sub.episode_ends, model.config.window))
     y = torch.as_tensor(sub.labels, dtype=torch.float32)
     T, B = torch.ones(model.config.output_shape), torch.zeros(model.config.output_shape)
-    for h, k in np.ndindex(*T.shape):
-        if not len(y) or y[:, h, k].sum() == 0 or y[:, h, k].sum() == len(y): continue
-        log_t, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
-        opt = torch.optim.LBFGS([log_t, b], lr=0.5, max_iter=200, line_search_fn='strong_wolfe')
-        def closure():
-            opt.zero_grad()
-            loss = nn.functional.binary_cross_entropy_with_logits(z[:, h, k] / log_t.exp() + b, y[:, h, k])
-            loss.backward(); return loss
-        opt.step(closure)
-        T[h, k], B[h, k] = log_t.detach().exp().clamp(0.05, 20), b.detach().clamp(-20, 20)
+    for h, k in np.ndindex(*T.shape): T[h, k], B[h, k] = _fit_one(z[:, h, k], y[:, h, k])
     model.temperature.copy_(T); model.bias.copy_(B)
+    if ze is not None:
+        ye = torch.as_tensor(np.repeat(sub.episode_labels, sub.lengths, 0), dtype=torch.float32)
+        for k in range(ze.shape[1]):
+            t, b = _fit_one(ze[:, k], ye[:, k])
+            model.episode_temperature[k], model.episode_bias[k] = t, b
     return T.numpy(), B.numpy()
+
 
 # %% ../nbs/05_predictor.ipynb #93c85858
 def conformal_quantile(scores:np.ndarray, alpha:float,
@@ -507,9 +581,13 @@ class PredictorStream:
         "Start new episodes in all environments, or where `mask` (B,) is True."
         self.steps[slice(None) if mask is None else np.asarray(mask, bool)] = 0
 
-    @torch.inference_mode()
     def step(self, signals:np.ndarray) -> np.ndarray:
         "(B, S) this step's signals → (B, H, K+1) calibrated probabilities."
+        return self.step_all(signals)[0]
+
+    @torch.inference_mode()
+    def step_all(self, signals:np.ndarray) -> tuple[np.ndarray, np.ndarray|None]:
+        "(B, S) this step's signals → calibrated horizon (B, H, K+1) and episode-outcome (B, K+1) probabilities (None without that output)."
         x = check_signals(signals, 'step signals')
         B, W, S = self.buffer.shape
         if x.shape != (B, S): raise PredictorError(f"step signals must be (B={B}, S={S}) for {self.model.config.signal_names}, got {x.shape}")
@@ -520,7 +598,8 @@ class PredictorStream:
         first = self.steps == 0
         if first.any(): self.buffer[torch.from_numpy(first)] = z[torch.from_numpy(first), None]
         self.steps += 1
-        return torch.sigmoid(m.head(self.buffer) / m.temperature + m.bias).numpy()
+        h, e = m.calibrate(*m.heads(self.buffer))
+        return torch.sigmoid(h).numpy(), (None if e is None else torch.sigmoid(e).numpy())
 
 # %% ../nbs/05_predictor.ipynb #4639609e
 def save_predictor(model:FailurePredictor, path:str|Path, extra:dict|None=None):
@@ -536,7 +615,7 @@ def load_predictor(path:str|Path) -> FailurePredictor:
     p = Path(path)
     for f in ('config.json', 'model.safetensors'):
         if not (p/f).is_file(): raise FileNotFoundError(f"{p}: not a predictor checkpoint ({f} missing)")
-    model = FailurePredictor(PredictorConfig(**json.loads((p/'config.json').read_text())['config']))
+    model = FailurePredictor(PredictorConfig(**json.loads((p/'config.json').read_text())['config']))  # no `episode_output` key: False
     model.load_state_dict(load_file(str(p/'model.safetensors')))
     return model.eval()
 

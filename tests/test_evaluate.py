@@ -10,7 +10,7 @@ from sklearn.metrics import roc_curve as sk_roc_curve
 from salus.data import EpisodeStore, StoreSchema
 from salus.evaluate import (BASELINES, ElapsedScorer, ElapsedTaskPriorScorer, EpisodeScores, EvalData, EvaluationError, LogRegScorer,
                             EvaluationPlan, NoveltyReference, RNDScorer, SafeMLPScorer, SafeScorer, SalusScorer, ScorerFactory, SignalScorer,
-                            TaskPriorScorer, Unit, score_units,
+                            TaskPriorScorer, Unit, score_units, early_detection_auc,
                             balanced_accuracy, best_f1_threshold, check_novelty, crossfit_splits, episode_metrics, evaluate_seeds,
                             heldout_task_splits, load_eval_data, make_baselines, metrics_json, precision_recall_f1, refit_novelty,
                             results_table, roc_curve, score_crossfit, score_seed, step_metrics)
@@ -269,6 +269,34 @@ def test_scoring_refuses_leaks_and_unknown_baselines(tmp_path):
     no_emb = EvalData(data.episodes, None, data.budget)
     with pytest.raises(EvaluationError, match='needs the VLA embeddings'): RNDScorer(epochs=1).fit(no_emb, sp['train'], sp['val'])
     with pytest.raises(EvaluationError, match='no step budget'): load_eval_data(synthetic_store(tmp_path/'nb.zarr', n_episodes=10), HORIZONS)
+
+def test_salus_v2_chooses_architecture_and_readout_on_validation_and_ranks_episodes_by_it(tmp_path):
+    "SALUS v2: one model per architecture; the (architecture, readout) kept is the best by the validation early-detection AUC,"
+    "and the kept readout is the overall score every episode metric reads."
+    data = load_eval_data(store_with_embeddings(tmp_path/'s.zarr', seed=4), HORIZONS)
+    sp = split_episodes(data.episodes, FRACTIONS, seed=0)
+    cfg = PredictorConfig(data.episodes.signal_names, HORIZONS, 10.0, window=8, episode_output=True)
+    scorer = SalusScorer(config=cfg, train_config=TrainConfig(epochs=8), architectures=['mlp', 'conv'], readouts=['episode', 'horizon'],
+                         select_by='pooled', q=1.0)   # these episodes' structure comes just before the failure: the whole budget
+    r = score_seed(data, sp, scorer, [0.1], 0)
+    val = r.info['val_pooled']
+    assert set(val) == {'mlp/episode', 'mlp/horizon', 'conv/episode', 'conv/horizon'}
+    assert val[f"{r.info['arch']}/{r.info['readout']}"] == max(val.values())
+    horizon, episode = scorer.model.predict_episodes_all(data.episodes.subset(sp['val']))
+    assert val[f"{r.info['arch']}/episode"] == pytest.approx(early_detection_auc(episode[:, -1].astype(np.float64), data, sp['val'], 1.0, by='pooled'))
+    es = r.splits['seen']
+    steps, overall = scorer.score(data, sp['test'])
+    np.testing.assert_array_equal(es.scores, steps); np.testing.assert_array_equal(es.overall, overall)
+    want = episode if r.info['readout'] == 'episode' else horizon[:, -1]
+    np.testing.assert_allclose(scorer.score(data, sp['val'])[1], want[:, -1] if want.ndim == 2 else want, atol=1e-6)
+    assert es.summary(qs=[0.25]).early['budget', 0.25].tolist() == es.subset(np.arange(es.n_episodes)).summary(qs=[0.25]).early['budget', 0.25].tolist()
+    assert episode_metrics(es, qs=[1.0], main_alpha=0.1)['q_auc_1'] > 0.7   # the structure is found
+    with pytest.raises(EvaluationError, match="needs a predictor with episode_output"):
+        SalusScorer(config=replace(cfg, episode_output=False), readouts=['episode'], select_by='macro')
+    with pytest.raises(EvaluationError, match="choosing a readout needs select_by"): SalusScorer(config=cfg, readouts=['episode', 'horizon'])
+    with pytest.raises(EvaluationError, match="select_by must be one of"): SalusScorer(config=cfg, select_by='test')
+    with pytest.raises(EvaluationError, match=r"overall scores \(3,\)"):
+        EpisodeScores(np.zeros((2, 1)), np.zeros((2, 1), bool), np.array([2]), np.array([False]), np.array([-1]), 10, overall=np.zeros(3))
 
 def test_heldout_task_folds_fit_without_the_withheld_task(tmp_path):
     "SAFE's protocol: SALUS is trained inside the fold like the baselines, never on the withheld task, and scores all of it."

@@ -17,10 +17,10 @@ def mem(tmp_path, name) -> str:
     return f"memory://{tmp_path.name}/{name}"
 FRACTIONS = {'train': 0.5, 'val': 0.2, 'calib': 0.15, 'test': 0.15}
 
-def fit(store, arch='mlp', seed=0, epochs=30):
+def fit(store, arch='mlp', seed=0, epochs=30, episode_output=False):
     data = load_signal_episodes(store, HORIZONS)
     sp = split_episodes(data, FRACTIONS, seed=seed)
-    cfg = PredictorConfig(data.signal_names, HORIZONS, data.control_hz, window=8, arch=arch)
+    cfg = PredictorConfig(data.signal_names, HORIZONS, data.control_hz, window=8, arch=arch, episode_output=episode_output)
     model, _ = train_predictor(data, sp['train'], sp['val'], cfg, TrainConfig(epochs=epochs, seed=seed), progress=False)
     return model, data, sp
 
@@ -36,6 +36,22 @@ def test_learns_pre_failure_structure_and_not_noise(tmp_path, arch):
     auc_noise = held_out_auroc(*fit(noise, arch))
     assert auc_structure > 0.75, auc_structure
     assert abs(auc_noise - 0.5) < 0.1, auc_noise
+
+def test_episode_output_learns_the_outcome_and_not_noise(tmp_path):
+    "v2's episode-outcome output: its targets are each episode's outcome at every step, and it ranks held-out episodes by outcome."
+    aucs = {}
+    for structure in (True, False):
+        model, data, sp = fit(synthetic_store(mem(tmp_path, str(structure)), structure=structure, n_episodes=240, seed=1), episode_output=True)
+        y = data.episode_labels
+        assert y.shape == (data.n_episodes, len(data.failure_types) + 1)
+        np.testing.assert_array_equal(y[:, -1], data.failed)
+        for k, kind in enumerate(data.failure_types): np.testing.assert_array_equal(y[:, k], data.failed & (data.meta['failure_type'] == kind))
+        fit_temperature(model, data, sp['val'])
+        test = data.subset(np.r_[sp['test'], sp['unseen']])
+        horizon, episode = model.predict_episodes_all(test)
+        np.testing.assert_array_equal(horizon, model.predict_episodes(test))   # the horizon outputs are what they were
+        aucs[structure] = roc_auc(np.maximum.reduceat(episode[:, -1], test.starts), test.failed)
+    assert aucs[True] > 0.75 and abs(aucs[False] - 0.5) < 0.15, aucs
 
 def test_conformal_thresholds_hold_false_alarm_rate_on_fresh_successes(tmp_path):
     model, _, _ = fit(synthetic_store(mem(tmp_path, 'train'), n_episodes=240, seed=1))
@@ -99,22 +115,27 @@ def test_labels_follow_the_failure_step(tmp_path):
             T = data.lengths[e]
             for j, h in enumerate(data.horizons): assert y[:, j].sum() == min(h, T) and y[-min(h, T):, j].all()
 
+@pytest.mark.parametrize('episode_output', [False, True])
 @pytest.mark.parametrize('arch', ARCHITECTURES)
-def test_streaming_matches_batch_and_checkpoint_round_trips(tmp_path, arch):
-    model, data, sp = fit(synthetic_store(mem(tmp_path, 's'), n_episodes=60, seed=7), arch, epochs=3)
+def test_streaming_matches_batch_and_checkpoint_round_trips(tmp_path, arch, episode_output):
+    model, data, sp = fit(synthetic_store(mem(tmp_path, 's'), n_episodes=60, seed=7), arch, epochs=3, episode_output=episode_output)
     fit_temperature(model, data, sp['val'])
     two = data.subset(sp['test'][:2])
     stream = PredictorStream(model, n_envs=2)
     a, b = two.subset([0]).signals, two.subset([1]).signals
     T = min(len(a), len(b))
-    streamed = np.stack([stream.step(np.stack([a[t], b[t]])) for t in range(T)], 1)  # (2, T, H, K+1)
-    np.testing.assert_allclose(streamed[0], model.predict_episodes(two.subset([0]))[:T], atol=1e-6)
-    np.testing.assert_allclose(streamed[1], model.predict_episodes(two.subset([1]))[:T], atol=1e-6)
+    steps = [stream.step_all(np.stack([a[t], b[t]])) for t in range(T)]
+    streamed = np.stack([h for h, _ in steps], 1)  # (2, T, H, K+1)
+    for i in range(2):
+        horizon, episode = model.predict_episodes_all(two.subset([i]))
+        np.testing.assert_allclose(streamed[i], horizon[:T], atol=1e-6)
+        if episode_output: np.testing.assert_allclose(np.stack([e for _, e in steps], 1)[i], episode[:T], atol=1e-6)
+        else: assert episode is None and steps[0][1] is None
     stream.reset(np.array([True, False]))
     np.testing.assert_allclose(stream.step(np.stack([a[0], b[T]]))[0], streamed[0, 0], atol=1e-6)
     save_predictor(model, tmp_path/'ckpt')
     again = load_predictor(tmp_path/'ckpt')
-    np.testing.assert_array_equal(again.predict_episodes(two), model.predict_episodes(two))
+    for x, y in zip(again.predict_episodes_all(two), model.predict_episodes_all(two)): np.testing.assert_array_equal(x, y)
     assert again.config == model.config
     th = conformal_thresholds(model, data, sp['calib'], sp['val'], [0.1, 0.2])
     th.save(tmp_path/'th.json')
