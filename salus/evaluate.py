@@ -446,6 +446,27 @@ class RNDScorer(Scorer):
         x = torch.as_tensor(self.norm(data.embedding(episodes)), dtype=torch.float32)
         return _tile((self.net(x) - self.target(x)).pow(2).mean(1).numpy(), len(data.episodes.horizons))
 
+def _train_early_stopped(net:nn.Module, opt, n:int, # training items, drawn in minibatches
+                         batch_loss:Callable, # positions (B,) -> training loss
+                         val_loss:Callable, # () -> validation loss
+                         has_val:bool, # False: train every epoch, keep the last weights
+                         epochs:int, patience:int, batch_size:int, seed:int):
+    "Minibatch training (batch order from `seed`) keeping the weights of the best validation loss, stopping after `patience` epochs without improvement."
+    g = torch.Generator().manual_seed(seed)
+    best, state, waited = math.inf, None, 0
+    for _ in range(epochs):
+        net.train()
+        for b in torch.randperm(n, generator=g).split(batch_size):
+            loss = batch_loss(b)
+            opt.zero_grad(); loss.backward(); opt.step()
+        if not has_val: continue
+        net.eval()
+        with torch.no_grad(): v = val_loss().item()
+        if v < best - 1e-6: best, state, waited = v, {k: t.clone() for k, t in net.state_dict().items()}, 0
+        elif (waited := waited + 1) >= patience: break
+    if state is not None: net.load_state_dict(state)
+    net.eval()
+
 class SafeMLPScorer(Scorer):
     name, description = 'safe_mlp', "SAFE-like MLP on the VLA embedding, trained per step on the episode's outcome"
     def __init__(self, epochs:int=40, hidden:int=128, patience:int=5, batch_size:int=256): self.epochs, self.hidden, self.patience, self.bs = epochs, hidden, patience, batch_size
@@ -461,20 +482,9 @@ class SafeMLPScorer(Scorer):
         xvt, yvt = torch.as_tensor(self.norm(xv), dtype=torch.float32), torch.as_tensor(yv)
         pw = torch.tensor(float((1 - y).sum() / max(y.sum(), 1)))
         opt = torch.optim.AdamW(self.net.parameters(), lr=1e-3, weight_decay=1e-4)
-        g = torch.Generator().manual_seed(seed)
-        best, state, waited = math.inf, None, 0
-        for _ in range(self.epochs):
-            self.net.train()
-            for b in torch.randperm(len(xt), generator=g).split(self.bs):
-                loss = nn.functional.binary_cross_entropy_with_logits(self.net(xt[b])[:, 0], yt[b], pos_weight=pw)
-                opt.zero_grad(); loss.backward(); opt.step()
-            if not len(xvt): continue
-            self.net.eval()
-            with torch.no_grad(): v = nn.functional.binary_cross_entropy_with_logits(self.net(xvt)[:, 0], yvt, pos_weight=pw).item()
-            if v < best - 1e-6: best, state, waited = v, {k: t.clone() for k, t in self.net.state_dict().items()}, 0
-            elif (waited := waited + 1) >= self.patience: break
-        if state is not None: self.net.load_state_dict(state)
-        self.net.eval()
+        bce = lambda x, y: nn.functional.binary_cross_entropy_with_logits(self.net(x)[:, 0], y, pos_weight=pw)
+        _train_early_stopped(self.net, opt, len(xt), lambda b: bce(xt[b], yt[b]), lambda: bce(xvt, yvt), len(xvt) > 0,
+                             self.epochs, self.patience, self.bs, seed)
         return self
     @torch.no_grad()
     def score(self, data, episodes):
@@ -515,20 +525,8 @@ class SafeScorer(Scorer):
         ft, fv = torch.as_tensor(e.failed[train]), torch.as_tensor(e.failed[val])
         self.net = nn.Sequential(nn.Linear(x.shape[1], self.hidden), nn.ReLU(), nn.Linear(self.hidden, 1))
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.wd)
-        g = torch.Generator().manual_seed(seed)
-        best, state, waited = math.inf, None, 0
-        for _ in range(self.epochs):
-            self.net.train()
-            for b in torch.randperm(len(xt), generator=g).split(self.bs):
-                loss = self._loss(xt[b], mt[b], ft[b])
-                opt.zero_grad(); loss.backward(); opt.step()
-            if not len(xv): continue
-            self.net.eval()
-            with torch.no_grad(): v = self._loss(xv, mv, fv).item()
-            if v < best - 1e-6: best, state, waited = v, {k: t.clone() for k, t in self.net.state_dict().items()}, 0
-            elif (waited := waited + 1) >= self.patience: break
-        if state is not None: self.net.load_state_dict(state)
-        self.net.eval()
+        _train_early_stopped(self.net, opt, len(xt), lambda b: self._loss(xt[b], mt[b], ft[b]), lambda: self._loss(xv, mv, fv), len(xv) > 0,
+                             self.epochs, self.patience, self.bs, seed)
         return self
     @torch.no_grad()
     def score(self, data, episodes):
