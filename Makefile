@@ -15,10 +15,8 @@ $(VENV)/.installed: scripts/install.sh setup.py settings.ini requirements/constr
 	bash scripts/install.sh
 	touch $@
 
-repro: install ## main job: the whole DVC pipeline on params.yaml's active profile
-	salus_prepare_data
-	dvc repro
-	python -c "from salus.evaluate import sync_readme_results as sync; sync(); sync(results='metrics/external.md'); sync(results='metrics/intervention.md')"
+repro: install ## main job: params checked, then the whole DVC pipeline on params.yaml's active profile, then the README's results
+	salus_repro
 
 test: install sync-check nbtest pytest docs ## every check CI runs
 	@echo "make test: all checks passed"

@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .core import derive_seed
-from .data import ACTION_LAYOUT, GOAL_LAYOUT, STATE_LAYOUT, EpisodeStore, StoreSchema
+from .data import ACTION_LAYOUT, GOAL_LAYOUT, STATE_LAYOUT, EpisodeStore, StoreSchema, _delete
 from .envs import FAILURE_TYPES, Shift
 
 # %% auto #0
@@ -125,6 +125,14 @@ BACKENDS = ('serial', 'local', 'ray')
 
 def _run_spec(args): return args[0](*args[1:])
 
+def _exit_with_parent(parent:int):
+    "In a worker: exit as soon as the process that started it is gone (e.g. killed by the OOM killer), not hold its memory."
+    import threading, time
+    def watch():
+        while os.getppid() == parent: time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name='exit-with-parent').start()
+
 def run_specs(specs:Sequence, cfg, backend:str='local', workers:int=2,
               fn=None, # a module-level function (spec, cfg) -> result; default `rollout_episode`
              ) -> Iterator:
@@ -138,7 +146,7 @@ def run_specs(specs:Sequence, cfg, backend:str='local', workers:int=2,
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
         import salus.collect as lib  # workers import the installed module (also when this runs in a notebook)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as pool:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=lib._exit_with_parent, initargs=(os.getpid(),)) as pool:
             yield from pool.map(lib._run_spec, [(fn, s, cfg) for s in specs])
     else:
         try: import ray
@@ -158,9 +166,10 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
                      specs:Sequence[EpisodeSpec], cfg:RolloutConfig,
                      backend:str='local', workers:int=2,
                      attrs:dict|None=None, # extra store attributes (params, ...)
-                     progress:bool=True) -> EpisodeStore:
-    "Roll out every spec not yet in the store, in order; return the store."
-    from tqdm.auto import tqdm
+                     progress:bool=True,
+                     on_mismatch:str='raise', # a store made with other params or specs: 'raise', or 'restart' it
+                    ) -> EpisodeStore:
+    "Roll out every spec not yet in the store, in order (closing the writer at the end, or on error); return the store, read-only."
     checkpoint = Path(cfg.policy_path)/'config.json'
     if not checkpoint.is_file(): raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint (config.json missing)")
     meta = json.loads(checkpoint.read_text())
@@ -170,15 +179,29 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
     store_attrs = dict(kind='rollouts', schema_version_rollouts=1, signal_names=list(cfg.signals), failure_types=list(FAILURE_TYPES),
                        control_hz=cfg.envs['control_hz'], image_size=cfg.envs['image_size'], members=meta['members'],
                        state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT, **(attrs or {}))
-    store = EpisodeStore.open_or_create(path, schema, store_attrs)
-    if store.attrs.get('signal_names') != list(cfg.signals):
-        raise ValueError(f"{path}: the store holds signals {store.attrs.get('signal_names')}, not {list(cfg.signals)}; delete it to start over")
+    store = EpisodeStore.open_or_create(path, schema, store_attrs, on_mismatch=on_mismatch)
     done = store.meta()
     n = len(store)
-    if n > len(specs): raise ValueError(f"{path}: the store has {n} episodes, more than the {len(specs)} asked for")
     expected = [(s.index, s.seed) for s in specs[:n]]
-    if list(zip(done['index'].tolist(), done['seed'].tolist())) != expected:
-        raise ValueError(f"{path}: its episodes are not the first {n} of this collection (other params or seed); delete it to start over")
+    why = (f"the store has {n} episodes, more than the {len(specs)} asked for" if n > len(specs) else
+           f"its episodes are not the first {n} of this collection (other params or seed)"
+           if list(zip(done['index'].tolist(), done['seed'].tolist())) != expected else None)
+    if why and on_mismatch == 'raise':
+        store.close()
+        raise ValueError(f"{path}: {why}; delete it to start over")
+    if why:
+        print(f"{path}: {why}: deleting it and starting over")
+        store.close(); _delete(str(path))
+        store = EpisodeStore.create(path, schema, store_attrs)
+        done, n = store.meta(), 0
+    if n: print(f"collect: resuming {path} at {n} of {len(specs)} episodes")
+    try: _collect(store, done, specs, cfg, backend, workers, progress)
+    finally: store.close()
+    return EpisodeStore.open(path)
+
+def _collect(store, done, specs, cfg, backend, workers, progress):
+    from salus.core import progress_bar as tqdm
+    n = len(store)
     counts = {o: 0 for o in ('success',) + FAILURE_TYPES}
     for o, f in zip(done['outcome'], done['failure_type']): counts['success' if o == 'success' else f] += 1
     bar = tqdm(total=len(specs), initial=n, desc='collect', unit='ep', disable=not progress)
@@ -187,14 +210,13 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
         counts['success' if m['outcome'] == 'success' else m['failure_type']] += 1
         bar.update(1); bar.set_postfix({k: v for k, v in counts.items() if v})
     bar.close()
-    return store
 
 # %% ../nbs/04a_collect.ipynb #d8d3070d
 def demo_embeddings(vla, # an `EmbeddedVLA`
                     store:EpisodeStore, # the demonstrations
                     max_steps:int=2048, batch_size:int=64, progress:bool=True) -> np.ndarray:
     "Embeddings (N, K*D) of up to `max_steps` evenly spaced demonstration steps."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
     from salus.vla import VLAObservation
     if len(store) == 0: raise ValueError(f"{store.path}: no demonstrations to fit the novelty reference on")
     idx = np.unique(np.linspace(0, store.n_steps - 1, min(max_steps, store.n_steps)).round().astype(int))

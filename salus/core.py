@@ -5,7 +5,7 @@
 # %% ../nbs/00_core.ipynb #19a72f96
 from __future__ import annotations
 
-import importlib.util, random, re, shutil, subprocess, sys, tempfile, zlib
+import importlib.util, json, os, random, re, shutil, subprocess, sys, tempfile, zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from .params import ParamsError, Profile, SalusParams, load_params, set_profile
 
 # %% auto #0
 __all__ = ['derive_seed', 'seed_everything', 'ProjectPaths', 'StageFailed', 'find_stage_notebook', 'stage_parameters',
-           'run_stage', 'salus_stage', 'new_pipeline_notebook', 'copy_project', 'dvc', 'prepare_external_data',
-           'salus_prepare_data', 'reproduce_in_scratch', 'salus_repro_scratch']
+           'stage_fingerprint', 'progress_bar', 'run_stage', 'salus_stage', 'new_pipeline_notebook', 'copy_project',
+           'dvc', 'prepare_external_data', 'salus_prepare_data', 'reproduce_in_scratch', 'reproduce', 'salus_repro',
+           'salus_repro_scratch']
 
 # %% ../nbs/00_core.ipynb #37077451
 def derive_seed(seed:int, # the root seed
@@ -92,6 +93,37 @@ def stage_parameters(params:SalusParams, name:str) -> dict[str, Any]:
     if group is not None: out.update(group.values())
     return out
 
+def stage_fingerprint(name:str, # a stage of dvc.yaml
+                      root:str|Path='.', # anywhere inside the project
+                      profile:Profile|None=None) -> str:
+    """A hash of what stage `name` is made from: its dvc.yaml entry, the contents of its `deps` and the params values it
+    reads. A persistent output (a store the stage resumes) records it, so that it is resumed only by the same run."""
+    import hashlib
+    paths = ProjectPaths.find(root)
+    stages = yaml.safe_load((paths.root/'dvc.yaml').read_text())['stages']
+    if name not in stages: raise StageFailed(f"dvc.yaml has no stage {name!r} (stages: {', '.join(stages)})")
+    h = hashlib.sha256(json.dumps(stages[name], sort_keys=True).encode())
+    h.update(json.dumps(stage_parameters(load_params(paths.params, profile), name), sort_keys=True).encode())
+    for dep in sorted(stages[name].get('deps', [])):
+        top = paths.root/dep
+        files = sorted(p for p in top.rglob('*') if p.is_file()) if top.is_dir() else [top]
+        for f in files:
+            if not f.exists(): raise StageFailed(f"stage {name!r}: dependency {dep} is missing")
+            h.update(str(f.relative_to(paths.root)).encode()); h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+def progress_bar(*args, **kwargs):
+    """`tqdm.auto.tqdm`, except inside a pipeline stage (`SALUS_STAGE` set by `run_stage`): there a text bar on the
+    terminal's stderr, refreshed every few seconds, so `dvc repro` shows epochs, episodes and ETAs while they run
+    (ipykernel also copies it into the executed notebook)."""
+    if os.environ.get('SALUS_STAGE'):
+        from tqdm.std import tqdm
+        kwargs = {'file': sys.__stderr__, 'mininterval': 5.0, 'ascii': True, 'dynamic_ncols': False, 'ncols': 110, **kwargs}
+        if kwargs.get('desc'): kwargs['desc'] = f"[{os.environ['SALUS_STAGE']}] {kwargs['desc']}"
+        return tqdm(*args, **kwargs)
+    from tqdm.auto import tqdm
+    return tqdm(*args, **kwargs)
+
 # %% ../nbs/00_core.ipynb #42570db8
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 
@@ -117,8 +149,14 @@ def run_stage(name:str, # the stage, i.e. the pipeline notebook's name
     parameters = stage_parameters(load_params(paths.params, profile), name)
     report = paths.reports/f'{name}.ipynb'
     report.parent.mkdir(parents=True, exist_ok=True)
+    from nbclient.exceptions import DeadKernelError
+    previous = os.environ.get('SALUS_STAGE')
+    os.environ['SALUS_STAGE'] = name  # the kernel inherits it: library progress bars then also reach the terminal
     try:
         pm.execute_notebook(nb, report, parameters=parameters, kernel_name=kernel, cwd=paths.root, progress_bar=progress)
+    except DeadKernelError:
+        raise StageFailed(f"stage {name!r}: the kernel running {nb.name} died (killed, or out of memory: `dmesg` says which); "
+                          f"what it had written is kept, and its stores resume on the next run. Report so far: {report}") from None
     except NoSuchKernel:
         raise StageFailed(f"Jupyter kernel {kernel!r} is not installed: run `make install` "
                           f"(it runs `python -m ipykernel install --sys-prefix --name {kernel}`)") from None
@@ -127,6 +165,9 @@ def run_stage(name:str, # the stage, i.e. the pipeline notebook's name
         cell = e.cell_index - (e.cell_index > params_cell + 1) + 1  # 1-based, in the source (papermill adds a cell)
         raise StageFailed(f"stage {name!r}: cell #{cell} of {nb.name} raised {e.ename}: {e.evalue}\n"
                           f"{tb}\nExecuted notebook with the error: {report}") from None
+    finally:
+        if previous is None: os.environ.pop('SALUS_STAGE', None)
+        else: os.environ['SALUS_STAGE'] = previous
     return report
 
 # %% ../nbs/00_core.ipynb #ce74d387
@@ -224,9 +265,35 @@ def reproduce_in_scratch(root:str|Path='.', # the project to reproduce
     paths = ProjectPaths.find(root)
     dest = copy_project(paths.root, dest or tempfile.mkdtemp(prefix=f'salus-{profile}-'))
     set_profile(dest/'params.yaml', profile)
-    prepare_external_data(dest)
-    dvc('repro', cwd=dest)
-    return dest
+    return reproduce(dest)
+
+def reproduce(root:str|Path='.', # the project
+              *stages:str, # only these stages (and what they need); default: all
+             ) -> Path:
+    """`dvc repro`, with params checked first: DVC deletes a stage's (non-persistent) outputs before running it, so a
+    bad value found by the stage itself would cost the outputs it had; checked here, nothing is touched."""
+    paths = ProjectPaths.find(root)
+    load_params(paths.params)
+    prepare_external_data(paths.root)
+    dvc('repro', *stages, cwd=paths.root)
+    return paths.root
+
+@call_parse
+def salus_repro(root:str='.', # the project
+               ):
+    "The main job: check params.yaml, make data/ present, `dvc repro` the whole pipeline, sync the README's results."
+    try:
+        os.chdir(ProjectPaths.find(root).root)
+        try: load_params('params.yaml')
+        except ParamsError as e: raise ParamsError(f"{e}\n(checked before `dvc repro`: nothing was run, no output was touched)") from None
+        print(f"salus_repro: {prepare_external_data('.')}", flush=True)
+        res = subprocess.run([_tool('dvc'), 'repro'])
+        if res.returncode: raise StageFailed(f"`dvc repro` failed (exit {res.returncode}); its output is above")
+        from salus.evaluate import sync_readme_results as sync
+        for results in ('metrics/results.md', 'metrics/external.md', 'metrics/intervention.md'): sync(results=results)
+    except (StageFailed, ParamsError, FileNotFoundError) as e:
+        print(f"salus_repro: FAILED\n{e}", file=sys.stderr)
+        sys.exit(1)
 
 @call_parse
 def salus_repro_scratch(profile:str='smoke', # the profile to run

@@ -5,22 +5,26 @@
 # %% ../nbs/04_data.ipynb #b4323d50
 from __future__ import annotations
 
-import json
+import fcntl, json, os, re, socket, time, weakref, zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import fsspec
+import fsspec.implementations.local
 import numpy as np
 import zarr
 
 from .envs import FAILURE_TYPES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the commit record; 1 (episode_ends as the commit point) is read after `upgrade_store`
+COMMIT_RECORD = 'salus_commit.json'  # committed episodes and steps, and every committed chunk's size and CRC-32
+WRITER_LOCK = '.salus_writer.lock'  # held (flock) by the one writer of a local store; names it
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'GOAL_LAYOUT', 'STATE_LAYOUT', 'ACTION_LAYOUT', 'EPISODE_META', 'LEROBOT_CAMERAS', 'StoreError',
-           'StoreSchema', 'EpisodeStore', 'horizon_steps', 'failure_labels', 'demos_schema', 'record_demonstrations',
-           'export_lerobot']
+__all__ = ['SCHEMA_VERSION', 'COMMIT_RECORD', 'WRITER_LOCK', 'GOAL_LAYOUT', 'STATE_LAYOUT', 'ACTION_LAYOUT', 'EPISODE_META',
+           'LEROBOT_CAMERAS', 'StoreError', 'StoreSchema', 'EpisodeStore', 'upgrade_store', 'horizon_steps',
+           'failure_labels', 'demos_schema', 'record_demonstrations', 'export_lerobot']
 
 # %% ../nbs/04_data.ipynb #e0778312
 class StoreError(ValueError):
@@ -40,9 +44,14 @@ class StoreSchema:
 # %% ../nbs/04_data.ipynb #4d061a40
 class EpisodeStore:
     "An append-only Zarr store of episodes: `data/` concatenated over time, `meta/` one row per episode."
-    def __init__(self, group:zarr.Group, path:str, writable:bool):
-        self.group, self.path, self.writable = group, path, writable
-        self._validate()
+    def __init__(self, group:zarr.Group, path:str, writable:bool, lock:'_WriterLock|None'=None):
+        self.group, self.path, self.writable, self._lock = group, path, writable, lock
+        self._fs, self._root = fsspec.core.url_to_fs(path)
+        try: self._validate()
+        except BaseException:
+            if lock: lock.release()
+            raise
+        if lock: self._finalizer = weakref.finalize(self, lock.release)  # also at exit: a writer never outlives its process
 
     # -- creation and opening
     @classmethod
@@ -51,41 +60,66 @@ class EpisodeStore:
                attrs:dict[str, Any]|None=None, # extra attributes (e.g. kind, control_hz, signal names)
                chunk_steps:int=64, # time steps per chunk of the data arrays
               ) -> 'EpisodeStore':
-        "A new, empty store at `path` (refuses to overwrite an existing one)."
+        "A new, empty store at `path` (refuses to overwrite an existing one), open for appending."
         path = str(path)
         if _exists(path): raise StoreError(f"{path}: a store already exists here; open it, or delete it first")
         g = zarr.open_group(path, mode='w-')
-        for name, (shape, dtype) in schema.data.items():
-            g.create_array(f'data/{name}', shape=(0, *shape), dtype=dtype, chunks=(chunk_steps, *shape))
-        for name, dtype in schema.meta.items():
-            g.create_array(f'meta/{name}', shape=(0,), dtype=str if dtype == 'str' else dtype, chunks=(1024,))
-        g.create_array('meta/episode_ends', shape=(0,), dtype='int64', chunks=(1024,))
-        g.attrs.update({**(attrs or {}), 'schema_version': SCHEMA_VERSION, 'schema': schema.to_json()})
-        return cls(g, path, writable=True)
+        lock = _WriterLock(path)
+        try:
+            for name, (shape, dtype) in schema.data.items():
+                g.create_array(f'data/{name}', shape=(0, *shape), dtype=dtype, chunks=(chunk_steps, *shape))
+            for name, dtype in schema.meta.items():
+                g.create_array(f'meta/{name}', shape=(0,), dtype=str if dtype == 'str' else dtype, chunks=(1024,))
+            g.create_array('meta/episode_ends', shape=(0,), dtype='int64', chunks=(1024,))
+            g.attrs.update({**(attrs or {}), 'schema_version': SCHEMA_VERSION, 'schema': schema.to_json()})
+            _write_commit(path, dict(n_episodes=0, n_steps=0, chunks={}))  # last: until it exists the store is unborn
+        except BaseException:
+            lock.release()
+            raise
+        return cls(g, path, writable=True, lock=lock)
 
     @classmethod
     def open(cls, path:str|Path, # local folder or fsspec URL
-             mode:str='r', # 'r' to read, 'a' to append (cuts off an incomplete tail left by a crash)
+             mode:str='r', # 'r' to read, 'a' to append (takes the writer lock; cuts off an uncommitted tail left by a crash)
             ) -> 'EpisodeStore':
-        "Open and validate an existing store."
+        "Open and validate an existing store; it shows the episodes committed when it was opened."
         path = str(path)
         if mode not in ('r', 'a'): raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
         if not _exists(path): raise StoreError(f"{path}: no episode store here (missing, or not a Zarr group)")
         try: g = zarr.open_group(path, mode='r+' if mode == 'a' else 'r')
         except Exception as e: raise StoreError(f"{path}: not a readable Zarr group: {e}") from None
-        store = cls(g, path, writable=mode == 'a')
-        if mode == 'a': store._cut_incomplete_tail()
+        store = cls(g, path, writable=mode == 'a', lock=_WriterLock(path) if mode == 'a' else None)
+        if mode == 'a': store._cut_uncommitted_tail()
         return store
 
     @classmethod
-    def open_or_create(cls, path:str|Path, schema:StoreSchema, attrs:dict[str, Any]|None=None) -> 'EpisodeStore':
+    def open_or_create(cls, path:str|Path, schema:StoreSchema, attrs:dict[str, Any]|None=None,
+                       on_mismatch:str='raise', # 'raise', or 'restart': delete a store made with another schema or attrs
+                      ) -> 'EpisodeStore':
         "Resume the store at `path` if it has this schema and attrs, else create it."
-        if not _exists(str(path)): return cls.create(path, schema, attrs)
+        if on_mismatch not in ('raise', 'restart'): raise ValueError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
+        path = str(path)
+        if _exists(path) and not _committed(path) and _attrs(path).get('schema_version') in (None, SCHEMA_VERSION):
+            print(f"{path}: its creation was interrupted (no commit record, nothing committed): creating it again")
+            _delete(path)
+        if not _exists(path): return cls.create(path, schema, attrs)
         store = cls.open(path, mode='a')
-        if store.schema != schema: raise StoreError(f"{path}: existing store has another schema; delete it to start over")
-        differ = {k for k, v in (attrs or {}).items() if store.attrs.get(k) != _jsonable(v)}
-        if differ: raise StoreError(f"{path}: existing store was made with other {sorted(differ)}; delete it to start over")
-        return store
+        why = None
+        if store.schema != schema: why = "another schema"
+        elif differ := sorted(k for k, v in (attrs or {}).items() if store.attrs.get(k) != _jsonable(v)): why = f"other {differ}"
+        if why is None: return store
+        store.close()
+        if on_mismatch == 'raise': raise StoreError(f"{path}: existing store was made with {why}; delete it to start over")
+        print(f"{path}: the existing store was made with {why}: deleting it and starting over")
+        _delete(path)
+        return cls.create(path, schema, attrs)
+
+    def close(self):
+        "Release the writer lock (a no-op for readers); the object stays readable."
+        if self._lock: self._finalizer()
+        self.writable = False
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
 
     # -- reading
     @property
@@ -93,11 +127,11 @@ class EpisodeStore:
     @property
     def schema(self) -> StoreSchema: return StoreSchema.from_json(self.group.attrs['schema'])
     @property
-    def episode_ends(self) -> np.ndarray: return self.group['meta/episode_ends'][:]
+    def episode_ends(self) -> np.ndarray: return self._read('meta/episode_ends', slice(0, self.n_episodes))
     @property
-    def n_episodes(self) -> int: return self.group['meta/episode_ends'].shape[0]
+    def n_episodes(self) -> int: return self._commit['n_episodes']
     @property
-    def n_steps(self) -> int: return int(self.episode_ends[-1]) if self.n_episodes else 0
+    def n_steps(self) -> int: return self._commit['n_steps']
     def __len__(self) -> int: return self.n_episodes
     def __repr__(self) -> str: return f"EpisodeStore({self.path!r}, {self.n_episodes} episodes, {self.n_steps} steps)"
 
@@ -111,59 +145,140 @@ class EpisodeStore:
     def episode(self, i:int, keys:list[str]|None=None) -> dict[str, np.ndarray]:
         "The `data/` arrays of episode `i` (only `keys`, if given)."
         s = self.episode_slice(i)
-        return {k: self.group[f'data/{k}'][s] for k in (keys or list(self.schema.data))}
+        return {k: self._read(f'data/{k}', s) for k in (keys or list(self.schema.data))}
 
     def meta(self) -> dict[str, np.ndarray]:
         "All complete episodes' metadata, one array per field."
         n = self.n_episodes
-        return {k: self.group[f'meta/{k}'][:n] for k in self.schema.meta} | {'episode_ends': self.episode_ends}
+        return {k: self._read(f'meta/{k}', slice(0, n)) for k in self.schema.meta} | {'episode_ends': self.episode_ends}
 
     def data(self, key:str) -> np.ndarray:
         "The whole `data/key` array over the complete episodes."
-        return self.group[f'data/{key}'][:self.n_steps]
+        return self._read(f'data/{key}', slice(0, self.n_steps))
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         for i in range(self.n_episodes): yield self.episode(i)
 
+    def _read(self, name:str, sel) -> np.ndarray:
+        "`name[sel]`, with a damaged chunk reported as the array's problem."
+        try: return self.group[name][sel]
+        except Exception as e: raise StoreError(f"{self.path}: {name} cannot be read ({type(e).__name__}: {e}); the store is damaged") from None
+
     # -- invariants
     def _validate(self):
-        "Refuse a store that is not what its attrs say, naming the first problem."
+        "Refuse a store that is not what its attrs and commit record say, naming the first problem."
         g, p = self.group, self.path
-        if g.attrs.get('schema_version') != SCHEMA_VERSION:
-            raise StoreError(f"{p}: schema_version is {g.attrs.get('schema_version')!r}, this salus reads {SCHEMA_VERSION}")
+        version = g.attrs.get('schema_version')
+        if version == 1: raise StoreError(f"{p}: made by an older salus (schema_version 1, no commit record); "
+                                          "upgrade it in place with `salus.data.upgrade_store(path)`")
+        if version != SCHEMA_VERSION: raise StoreError(f"{p}: schema_version is {version!r}, this salus reads {SCHEMA_VERSION}")
         if 'schema' not in g.attrs: raise StoreError(f"{p}: attribute 'schema' is missing")
-        schema = self.schema
-        for name in ['meta/episode_ends', *(f'data/{k}' for k in schema.data), *(f'meta/{k}' for k in schema.meta)]:
-            if name not in g: raise StoreError(f"{p}: array {name} is missing")
-        ends = g['meta/episode_ends'][:]
+        self._commit = _read_commit(p)
+        schema, e, n = self.schema, self._commit['n_episodes'], self._commit['n_steps']
+        names = ['meta/episode_ends', *(f'data/{k}' for k in schema.data), *(f'meta/{k}' for k in schema.meta)]
+        arrays = {}
+        for name in names:
+            try: arrays[name] = g[name]
+            except KeyError: raise StoreError(f"{p}: array {name} is missing") from None
+            except Exception as ex: raise StoreError(f"{p}: array {name} is unreadable ({type(ex).__name__}: {ex})") from None
+        if arrays['meta/episode_ends'].shape[0] < e:
+            raise StoreError(f"{p}: meta/episode_ends has {arrays['meta/episode_ends'].shape[0]} rows, the commit record says {e} episodes")
+        self._check_chunks(arrays)
+        ends = self.episode_ends
         if len(ends) and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
             raise StoreError(f"{p}: meta/episode_ends must be positive and strictly increasing")
-        n, e = (int(ends[-1]) if len(ends) else 0), len(ends)
+        if (int(ends[-1]) if e else 0) != n: raise StoreError(f"{p}: meta/episode_ends ends at {int(ends[-1]) if e else 0}, the commit record says {n} steps")
         for k, (shape, dtype) in schema.data.items():
-            a = g[f'data/{k}']
+            a = arrays[f'data/{k}']
             if a.shape[1:] != tuple(shape): raise StoreError(f"{p}: data/{k} has step shape {a.shape[1:]}, schema says {tuple(shape)}")
             if a.shape[0] < n: raise StoreError(f"{p}: data/{k} has {a.shape[0]} rows, episode_ends says {n} (truncated data)")
         for k in schema.meta:
-            if g[f'meta/{k}'].shape[0] < e: raise StoreError(f"{p}: meta/{k} has {g[f'meta/{k}'].shape[0]} rows for {e} episodes")
-        if 'signals' in schema.data and n:  # the learning target's inputs: cheap to check in full, fatal if wrong
-            bad = ~np.isfinite(g['data/signals'][:n]).all(axis=1)
-            if bad.any(): raise StoreError(f"{p}: data/signals has non-finite values in row {int(np.flatnonzero(bad)[0])} (of {int(bad.sum())} bad rows)")
+            if arrays[f'meta/{k}'].shape[0] < e: raise StoreError(f"{p}: meta/{k} has {arrays[f'meta/{k}'].shape[0]} rows for {e} episodes")
+        for name, a in arrays.items():  # float rows not covered by a checked CRC: the last, partly filled chunk
+            if not np.issubdtype(a.dtype, np.floating): continue
+            rows = self._rows(name)
+            lo = rows - rows % a.chunks[0]
+            bad = np.flatnonzero(~np.isfinite(self._read(name, slice(lo, rows))).reshape(rows - lo, int(np.prod(a.shape[1:]))).all(1))
+            if len(bad): raise StoreError(f"{p}: {name} has non-finite values in row {lo + int(bad[0])} (of {len(bad)} bad rows)")
 
-    def _cut_incomplete_tail(self):
-        "Drop rows a crashed append wrote past the last complete episode."
-        n, e = self.n_steps, self.n_episodes
-        for k, (shape, _) in self.schema.data.items():
-            a = self.group[f'data/{k}']
-            if a.shape[0] > n: a.resize((n, *shape))
-        for k in self.schema.meta:
-            a = self.group[f'meta/{k}']
-            if a.shape[0] > e: a.resize((e,))
+    def _check_chunks(self, arrays:dict):
+        """Every chunk the commit record lists is there with its committed size (a listing), and none it does not list;
+        full chunks of float arrays also match their CRC-32 (so they hold the finite values the writer checked)."""
+        files = {k.rstrip('/'): v['size'] for k, v in self._fs.find(self._root, detail=True).items()}
+        for name, a in arrays.items():
+            entries, rows, c = self._commit['chunks'].get(name, {}), self._rows(name), a.chunks[0]
+            for i in range(-(-rows // c)):
+                key = self._chunk_path(a, name, i)
+                short, got, entry = key.removeprefix(self._root + '/'), files.get(key), entries.get(str(i))
+                if entry is not None and got is None:
+                    raise StoreError(f"{self.path}: {name}: chunk {short} is missing (committed, now gone): the store is damaged")
+                if (i + 1) * c > rows:  # the last, partly filled chunk may hold an uncommitted append: decode it instead
+                    if got is not None and (entry is None or got != entry[0]): self._read(name, slice(i * c, rows))
+                    continue
+                if entry is None:
+                    if got is not None: raise StoreError(f"{self.path}: {name}: chunk {short} is not in the commit record: the store is damaged")
+                    continue  # never written: all fill values
+                if got != entry[0]: raise StoreError(f"{self.path}: {name}: chunk {short} has {got} bytes, {entry[0]} were committed: the store is damaged")
+                if np.issubdtype(a.dtype, np.floating) and zlib.crc32(self._fs.cat_file(key)) != entry[1]:
+                    raise StoreError(f"{self.path}: {name}: chunk {short} fails its CRC-32 check: the store is damaged")
+
+    def verify(self) -> int:
+        "Read every committed chunk and check its CRC-32 (the partly filled last chunk of an array is decoded instead); return the number checked."
+        arrays = {name: self.group[name] for name in self._commit['chunks']}
+        for name, entries in self._commit['chunks'].items():
+            a, rows = arrays[name], self._rows(name)
+            for i, (size, crc) in entries.items():
+                if (int(i) + 1) * a.chunks[0] <= rows:
+                    key = self._chunk_path(a, name, int(i))
+                    if zlib.crc32(self._fs.cat_file(key)) != crc:
+                        raise StoreError(f"{self.path}: {name}: chunk {key.removeprefix(self._root + '/')} fails its CRC-32 check: the store is damaged")
+                else: self._read(name, slice(int(i) * a.chunks[0], rows))
+        return sum(map(len, self._commit['chunks'].values()))
+
+    def _rows(self, name:str) -> int: return self.n_steps if name.startswith('data/') else self.n_episodes
+    def _chunk_path(self, a:zarr.Array, name:str, i:int) -> str:
+        return f"{self._root}/{name}/{a.metadata.encode_chunk_key((i,) + (0,) * (a.ndim - 1))}"
+
+    def _chunk_entries(self, name:str, lo:int, hi:int) -> dict[str, list[int]|None]:
+        "Size and CRC-32 of the chunks of `name` holding rows lo..hi-1 (None: not written, i.e. all fill values)."
+        a, out = self.group[name], {}
+        for i in range(lo // a.chunks[0], (hi - 1) // a.chunks[0] + 1):
+            try: b = self._fs.cat_file(self._chunk_path(a, name, i))
+            except FileNotFoundError: out[str(i)] = None
+            else: out[str(i)] = [len(b), zlib.crc32(b)]
+        return out
+
+    def _commit_rows(self, spans:dict[str, tuple[int, int]], n_episodes:int, n_steps:int):
+        "Record new chunk entries for the rows in `spans` and the new counts: one atomic replace of the commit record."
+        chunks = {k: dict(v) for k, v in self._commit['chunks'].items()}
+        for name, (lo, hi) in spans.items():
+            if hi <= lo: continue
+            mine = chunks.setdefault(name, {})
+            for i, entry in self._chunk_entries(name, lo, hi).items():
+                if entry is None: mine.pop(i, None)
+                else: mine[i] = entry
+        commit = dict(n_episodes=n_episodes, n_steps=n_steps, chunks={k: v for k, v in sorted(chunks.items()) if v})
+        _write_commit(self.path, commit)
+        self._commit = commit
+
+    def _cut_uncommitted_tail(self):
+        "Drop rows a crashed append wrote past the commit record, and re-record the last chunks it may have rewritten."
+        n, e, spans = self.n_steps, self.n_episodes, {}
+        for name, a in ((f'data/{k}', self.group[f'data/{k}']) for k in self.schema.data):
+            if a.shape[0] > n: a.resize((n, *a.shape[1:])); spans[name] = (n, n + 1)
+        for name in ['meta/episode_ends', *(f'meta/{k}' for k in self.schema.meta)]:
+            a = self.group[name]
+            if a.shape[0] > e: a.resize((e,)); spans[name] = (e, e + 1)
+        spans = {k: (lo - lo % self.group[k].chunks[0], lo) for k, (lo, _) in spans.items()}  # the partly filled chunk, if any
+        stray = [f for f in self._fs.find(self._root) if f.endswith('.partial') or re.search(rf'{re.escape(COMMIT_RECORD)}\.\d+\.tmp$', f)]
+        for f in stray: self._fs.rm_file(f)  # temporary files of writes a crash interrupted before their rename
+        if spans or stray: self._commit_rows(spans, e, n)
 
     # -- writing
     def append_episode(self, data:dict[str, np.ndarray], # one array per `data/` name, all of the same length T ≥ 1
                        meta:dict[str, Any], # one value per `meta/` name
                       ) -> int:
-        "Append one complete episode; it becomes visible only once fully written. Returns its index."
+        "Append one complete episode; it becomes visible when the commit record is replaced, last. Returns its index."
         if not self.writable: raise StoreError(f"{self.path}: opened read-only; open with mode='a' to append")
         schema = self.schema
         if set(data) != set(schema.data): raise StoreError(f"data keys {sorted(data)} differ from the store's {sorted(schema.data)}")
@@ -176,30 +291,141 @@ class EpisodeStore:
             shape, dtype = schema.data[k]
             v = np.asarray(v)
             if v.shape[1:] != tuple(shape): raise StoreError(f"data/{k}: step shape {v.shape[1:]}, store expects {tuple(shape)}")
-            if np.issubdtype(np.dtype(dtype), np.floating) and not np.isfinite(v).all():
-                bad = np.argwhere(~np.isfinite(v))[0].tolist()
-                raise StoreError(f"data/{k}: non-finite value at {bad}; refusing to store it")
-            rows[k] = v.astype(dtype, copy=False)
+            rows[k] = _cast(f'data/{k}', v, np.dtype(dtype))
         n, e = self.n_steps, self.n_episodes
         for k, v in rows.items(): self.group[f'data/{k}'].append(v)
         for k, v in meta.items(): self.group[f'meta/{k}'].append(np.asarray([v], dtype=object if schema.meta[k] == 'str' else schema.meta[k]))
-        self.group['meta/episode_ends'].append(np.asarray([n + T], dtype='int64'))  # last: the commit point
+        self.group['meta/episode_ends'].append(np.asarray([n + T], dtype='int64'))
+        spans = {f'data/{k}': (n, n + T) for k in rows} | {f'meta/{k}': (e, e + 1) for k in [*meta, 'episode_ends']}
+        self._commit_rows(spans, e + 1, n + T)  # last: the commit point
         return e
+
+# %% ../nbs/04_data.ipynb #c0ffee01
+_KINDS = {'f': 'f', 'i': 'iub', 'u': 'iub', 'b': 'b'}  # the value kinds a store array of each kind accepts
+
+def _cast(name:str, v:np.ndarray, dtype:np.dtype) -> np.ndarray:
+    "`v` as `dtype`, refusing a lossy or silent conversion (floats into integers, out-of-range integers, non-finite floats)."
+    if v.dtype.kind not in _KINDS.get(dtype.kind, dtype.kind):
+        raise StoreError(f"{name}: values of dtype {v.dtype}, the store holds {dtype}; convert them explicitly")
+    if dtype.kind in 'iu' and v.size and v.dtype.kind != 'b' and (v.min() < np.iinfo(dtype).min or v.max() > np.iinfo(dtype).max):
+        raise StoreError(f"{name}: values in [{v.min()}, {v.max()}] do not fit the store's {dtype}")
+    with np.errstate(over='ignore'): out = v.astype(dtype, copy=False)
+    if dtype.kind == 'f' and not np.isfinite(out).all():
+        bad = np.argwhere(~np.isfinite(out))[0].tolist()
+        raise StoreError(f"{name}: non-finite value at {bad}" + (" (finite, but too large for the store's float32)" if np.isfinite(v).all() else '') + "; refusing to store it")
+    return out
 
 def _exists(path:str) -> bool:
     try: zarr.open_group(path, mode='r'); return True
     except Exception: return False
 
+def _attrs(path:str) -> dict:
+    try: return dict(zarr.open_group(path, mode='r').attrs)
+    except Exception: return {}
+
 def _jsonable(v): return json.loads(json.dumps(v))
+
+def _commit_path(path:str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, root = fsspec.core.url_to_fs(path)
+    return fs, f'{root}/{COMMIT_RECORD}'
+
+def _committed(path:str) -> bool:
+    fs, f = _commit_path(path)
+    return fs.exists(f)
+
+def _read_commit(path:str) -> dict:
+    "The store's commit record, checked for shape."
+    fs, f = _commit_path(path)
+    try: c = json.loads(fs.cat_file(f))
+    except FileNotFoundError: raise StoreError(f"{path}: no commit record ({COMMIT_RECORD}): its creation was interrupted; delete it") from None
+    except (ValueError, UnicodeDecodeError) as e: raise StoreError(f"{path}: the commit record {COMMIT_RECORD} is damaged ({e})") from None
+    if not (isinstance(c, dict) and isinstance(c.get('n_episodes'), int) and isinstance(c.get('n_steps'), int) and isinstance(c.get('chunks'), dict)):
+        raise StoreError(f"{path}: the commit record {COMMIT_RECORD} lacks n_episodes, n_steps or chunks")
+    return c
+
+def _write_commit(path:str, commit:dict):
+    "Replace the commit record atomically: a temporary file renamed over it locally, one whole-object write on object stores."
+    fs, f = _commit_path(path)
+    body = json.dumps(commit, sort_keys=True, separators=(',', ':')).encode()
+    if not isinstance(fs, fsspec.implementations.local.LocalFileSystem): return fs.pipe_file(f, body)
+    tmp = f'{f}.{os.getpid()}.tmp'
+    with open(tmp, 'wb') as out:
+        out.write(body); out.flush(); os.fsync(out.fileno())
+    os.replace(tmp, f)
+
+def _delete(path:str):
+    fs, root = fsspec.core.url_to_fs(path)
+    fs.rm(root, recursive=True)
+
+class _WriterLock:
+    "An advisory lock on a local store (`flock` on a file inside it), naming its holder; a no-op on object stores."
+    def __init__(self, path:str):
+        fs, root = fsspec.core.url_to_fs(path)
+        self.file, self.lock_path = None, f'{root}/{WRITER_LOCK}'
+        if not isinstance(fs, fsspec.implementations.local.LocalFileSystem): return
+        while True:
+            f = open(self.lock_path, 'a+')
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0); holder = f.read().strip() or 'unknown'; f.close()
+                raise StoreError(f"{path}: another writer has it open ({holder}); wait for it to finish, or stop it") from None
+            try: same = os.fstat(f.fileno()).st_ino == os.stat(self.lock_path).st_ino
+            except FileNotFoundError: same = False
+            if same: break
+            f.close()  # the file was released and removed between our open and our lock: take the new one
+        f.truncate(0)
+        f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%dT%H:%M:%S%z'))))
+        f.flush()
+        self.file = f
+
+    def release(self):
+        if self.file is None: return
+        try: os.unlink(self.lock_path)
+        except FileNotFoundError: pass
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+        self.file = None
+
+def upgrade_store(path:str|Path) -> 'EpisodeStore':
+    "Give a store made by an older salus (schema_version 1, where `meta/episode_ends` was the commit point) its commit record."
+    path = str(path)
+    g = zarr.open_group(path, mode='r+')
+    if g.attrs.get('schema_version') != 1: raise StoreError(f"{path}: schema_version is {g.attrs.get('schema_version')!r}; only version 1 is upgraded")
+    lock = _WriterLock(path)
+    try:
+        schema = StoreSchema.from_json(g.attrs['schema'])
+        ends = g['meta/episode_ends'][:]
+        n, e = (int(ends[-1]) if len(ends) else 0), len(ends)
+        names = [*(f'data/{k}' for k in schema.data), 'meta/episode_ends', *(f'meta/{k}' for k in schema.meta)]
+        for name in names:
+            rows = n if name.startswith('data/') else e
+            if g[name].shape[0] < rows: raise StoreError(f"{path}: {name} has {g[name].shape[0]} rows, episode_ends says {rows}")
+            if g[name].shape[0] > rows: g[name].resize((rows, *g[name].shape[1:]))
+            if np.issubdtype(g[name].dtype, np.floating):  # the CRCs about to be recorded vouch for finite values: check them once
+                for r in range(0, rows, 4096):
+                    if not np.isfinite(g[name][r:r + 4096]).all(): raise StoreError(f"{path}: {name} has non-finite values near row {r}")
+        store = EpisodeStore.__new__(EpisodeStore)  # a bare writer: no commit record to validate against yet
+        store.group, store.path, store.writable, store._lock = g, path, True, None
+        store._fs, store._root = fsspec.core.url_to_fs(path)
+        store._commit = dict(n_episodes=0, n_steps=0, chunks={})
+        store._commit_rows({name: (0, n if name.startswith('data/') else e) for name in names}, e, n)  # one write: the whole record
+        g.attrs['schema_version'] = SCHEMA_VERSION  # last: killed before this, the upgrade simply runs again
+    finally: lock.release()
+    return EpisodeStore.open(path)
 
 # %% ../nbs/04_data.ipynb #6ca119a3
 def horizon_steps(seconds:Sequence[float], # horizons in seconds, e.g. (0.2, 0.5, 1.0, 2.0)
                   control_hz:float, # control steps per second
                  ) -> list[int]:
-    "Horizons in control steps (at least 1 each), in the given order."
+    "Horizons in control steps, in the given order; each at least one step, no two the same."
     if control_hz <= 0: raise ValueError(f"control_hz must be positive, got {control_hz}")
     if any(not np.isfinite(x) or x <= 0 for x in seconds): raise ValueError(f"horizons must be positive seconds, got {list(seconds)}")
-    return [max(1, int(round(x * control_hz))) for x in seconds]
+    steps = [int(round(x * control_hz)) for x in seconds]
+    if short := [x for x, h in zip(seconds, steps) if h < 1]:
+        raise ValueError(f"horizons {short} s are shorter than one control step ({1 / control_hz:g} s at {control_hz:g} Hz)")
+    if len(set(steps)) < len(steps):
+        raise ValueError(f"horizons {list(seconds)} s give steps {steps} at {control_hz:g} Hz: two horizons would be the same")
+    return steps
 
 def failure_labels(episode_ends:np.ndarray, # (E,) end of each episode in the concatenated steps
                    failure_type:Sequence[str], # (E,) failure type per episode, '' (or None) when it succeeded
@@ -242,14 +468,22 @@ def record_demonstrations(path:str|Path, # where the store goes (resumed if it e
                           demos_params, # `params.demos` (`salus.core.DemosParams`)
                           seed:int, # the root seed
                           progress:bool=True, # show a progress bar
+                          attrs:dict|None=None, # extra store attributes (e.g. the stage's run fingerprint)
+                          on_mismatch:str='raise', # an existing store made with other params or attrs: 'raise', or 'restart' it
                          ) -> dict:
     "Record `episodes_per_task` successful expert episodes of every seen task; return a summary per task."
-    from tqdm.auto import tqdm
-    attrs = dict(kind='demos', control_hz=envs_params.control_hz, image_size=envs_params.image_size, seed=seed,
-                 tasks=list(envs_params.seen_tasks), state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT,
-                 failure_types=list(FAILURE_TYPES), demos=demos_params.values(), envs=envs_params.values())
-    store = EpisodeStore.open_or_create(path, demos_schema(envs_params.image_size), attrs)
+    store_attrs = dict(kind='demos', control_hz=envs_params.control_hz, image_size=envs_params.image_size, seed=seed,
+                       tasks=list(envs_params.seen_tasks), state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT,
+                       failure_types=list(FAILURE_TYPES), demos=demos_params.values(), envs=envs_params.values())
+    attrs = {**store_attrs, **(attrs or {})}
+    store = EpisodeStore.open_or_create(path, demos_schema(envs_params.image_size), attrs, on_mismatch=on_mismatch)
+    try: return _record(store, envs_params, demos_params, seed, progress)
+    finally: store.close()
+
+def _record(store, envs_params, demos_params, seed, progress):
+    from salus.core import progress_bar as tqdm
     done = store.meta()
+    if len(store): print(f"demos: resuming {store.path} at {len(store)} of {demos_params.episodes_per_task * len(envs_params.seen_tasks)} episodes")
     want = demos_params.episodes_per_task
     summary = {}
     bar = tqdm(total=want * len(envs_params.seen_tasks), desc='demos', disable=not progress)
@@ -296,7 +530,7 @@ def export_lerobot(store:EpisodeStore, # demonstrations or rollouts, with front/
                    episodes:Sequence[int]|None=None, # which episodes (default: all)
                    progress:bool=True):
     "Write `store` as a `LeRobotDataset` at `root` with lerobot's writer; return the dataset."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
     try: from lerobot.datasets.lerobot_dataset import LeRobotDataset
     except ImportError as e: raise ImportError(f"export_lerobot needs lerobot ({e}); `make install` installs it") from e
     root = Path(root)

@@ -698,7 +698,7 @@ def score_crossfit(data:EvalData, folds:Sequence[dict[str, np.ndarray]],
                    make_scorers:Callable[[], Sequence[Scorer]], # fresh scorers for each fold
                    alphas:Sequence[float], seed:int, progress:str|None=None) -> list[ScoredSeed]:
     "Every scorer fitted on every fold; per scorer its `seen` scores (all folds' test parts) and `unseen` scores (fold 0's)."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
     per_fold = []
     for j, sp in enumerate(tqdm(folds, desc=progress, disable=progress is None, leave=False)):
         per_fold.append([score_seed(data, sp, s, alphas, seed * 1000 + j) for s in make_scorers()])
@@ -785,7 +785,7 @@ def _run_unit(args): return score_unit(*args)
 def score_units(plan:EvaluationPlan, units:Sequence[tuple[str, int, int, int, int]], # (kind, collection, index, split_seed, fit_seed)
                 workers:int=1, progress:bool=True) -> list[list[ScoredSeed]]:
     "Every unit scored, in order; `workers` > 1 runs them in that many spawned processes of one torch thread each."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
     if workers < 1: raise EvaluationError(f"workers must be ≥ 1, got {workers}")
     jobs = [(plan, *u) for u in units]
     if workers == 1: return [_run_unit(j) for j in tqdm(jobs, desc='units', disable=not progress)]

@@ -112,6 +112,7 @@ def write_actprobe_store(folder:str|Path, # the logs (see `read_actprobe_logs`)
         store.append_episode({'signals': e.features}, dict(task=f'task_{e.task_id}', instruction=e.instruction, split='seen',
                              outcome='success' if e.success else 'failure', failure_type='' if e.success else 'unknown',
                              failure_step=-1 if e.success else len(e.features), episode_id=e.episode_id))
+    store.close()  # releases the writer lock before the folder moves
     tmp.rename(path)
     return EpisodeStore.open(path)
 

@@ -5,7 +5,7 @@
 # %% ../nbs/07_intervene.ipynb #7c406a17
 from __future__ import annotations
 
-import json, time
+import json, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -48,7 +48,9 @@ class MonitorConfig:
 
     def __post_init__(self):
         if self.strategy not in CONDITIONS: raise InterventionError(f"unknown strategy {self.strategy!r}; one of {', '.join(CONDITIONS)}")
+        if not 0 < self.alpha < 1: raise InterventionError(f"alpha must be in (0, 1) (the false-alarm rate), got {self.alpha}")
         if not 0 < self.slow_factor < 1: raise InterventionError(f"slow_factor must be in (0, 1), got {self.slow_factor}")
+        if self.samples < 0: raise InterventionError(f"samples must be ≥ 0, got {self.samples}")
         for k in ('resample_samples', 'human_steps', 'max_help_requests', 'trend_window'):
             if getattr(self, k) < 1: raise InterventionError(f"{k} must be ≥ 1, got {getattr(self, k)}")
         if not self.trigger_horizons_s or not self.trigger_outputs: raise InterventionError("the alarm must watch at least one horizon and output")
@@ -84,6 +86,8 @@ class Monitor:
                  n_envs:int=1,
                  seed:int=0): # seeds the policy's noise (as collection does: an episode's seed gives the same episode)
         c, pc = config, predictor.config
+        if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+            raise InterventionError(f"n_envs must be an integer ≥ 1, got {n_envs!r}")
         if list(thresholds.horizons_s) != list(pc.horizons_s) or list(thresholds.output_names) != pc.output_names:
             raise InterventionError(f"thresholds are for horizons {thresholds.horizons_s} × {thresholds.output_names}, "
                                     f"the predictor predicts {pc.horizons_s} × {pc.output_names}")
@@ -94,9 +98,8 @@ class Monitor:
         if unknown: raise InterventionError(f"unknown trigger output(s) {unknown}; outputs: {pc.output_names}")
         watched = np.zeros(pc.output_shape, bool)
         watched[np.ix_(rows, [pc.output_names.index(o) for o in c.trigger_outputs])] = True
-        self.threshold = np.where(watched, thresholds.threshold(c.alpha), np.inf)  # (H, K+1); unwatched outputs never alarm
+        self.threshold = np.where(watched, self._checked(thresholds.threshold(c.alpha), c.alpha, pc, watched), np.inf)  # (H, K+1); unwatched never alarm
         if np.isinf(self.threshold[watched]).all():
-            import warnings
             warnings.warn(f"every watched threshold at alpha={c.alpha} is infinite (too few calibration successes): no alarm can fire")
         self.vla, self.config, self.n_envs = vla, c, n_envs
         self.extractor = SignalExtractor(pc.signal_names, n_envs, c.trend_window, novelty=novelty)
@@ -107,6 +110,19 @@ class Monitor:
         self.generator = torch.Generator().manual_seed(seed)
         self.resample_generator = torch.Generator().manual_seed(derive_seed(seed, 'resample'))  # leaves the policy's noise untouched
         self.reset()
+
+    @staticmethod
+    def _checked(th:np.ndarray, alpha:float, pc, watched:np.ndarray) -> np.ndarray:
+        "The thresholds at `alpha`, exactly (H, K+1) and without NaN where watched (inf is fine: too few calibration successes)."
+        th = np.asarray(th, float)
+        if th.shape != pc.output_shape:
+            raise InterventionError(f"thresholds at alpha={alpha} are {th.shape}, the predictor predicts {pc.output_shape} (horizons × outputs)")
+        nan = np.argwhere(np.isnan(th) & watched)
+        if len(nan):
+            h, k = nan[0]
+            raise InterventionError(f"threshold at alpha={alpha} is NaN for horizon {pc.horizons_s[h]:g} s, output {pc.output_names[k]!r}: "
+                                    "recalibrate (a NaN threshold never alarms)")
+        return th
 
     def reset(self, mask:np.ndarray|None=None):
         "Start new episodes in all environments, or where `mask` (B,) is true."
@@ -237,29 +253,54 @@ def monitored_episode(spec:InterventionSpec, cfg:InterventionConfig) -> dict:
                 policy_ms=round(policy_s / steps * 1e3, 4), monitor_ms=round(monitor_s / steps * 1e3, 4))
 
 # %% ../nbs/07_intervene.ipynb #5274348a
+def _read_records(path:Path) -> list[dict]:
+    "The records of a JSON-lines file (none if it does not exist); a torn last line (a crash mid-write) is cut off, with a warning."
+    if not path.exists(): return []
+    raw = path.read_bytes()
+    *lines, tail = raw.decode(errors='replace').split('\n')  # `tail`: what follows the last newline ('' after a clean write)
+    done = []
+    for n, line in enumerate(lines):
+        try: done.append(json.loads(line))
+        except json.JSONDecodeError: raise InterventionError(f"{path}: line {n + 1} is not JSON; delete the file to start over") from None
+    if not tail: return done
+    try: done.append(json.loads(tail))
+    except json.JSONDecodeError:
+        with path.open('r+b') as f: f.truncate(raw.rfind(b'\n') + 1)
+        warnings.warn(f"{path}: its last line is incomplete (a run killed while writing it); dropped it, that episode runs again")
+        return done
+    with path.open('ab') as f: f.write(b'\n')  # a complete last record that lost its newline: the next one starts on its own line
+    return done
+
 def run_interventions(path:str|Path, # JSON lines, one record per spec; resumed if it exists
                       specs:Sequence[InterventionSpec], cfg:InterventionConfig,
-                      backend:str='local', workers:int=2, progress:bool=True) -> list[dict]:
+                      backend:str='local', workers:int=2, progress:bool=True,
+                      on_mismatch:str='raise', # records of other specs in `path`: 'raise', or 'restart' (delete the file, run every spec)
+                      run:str='', # the run the records belong to (e.g. `salus.core.stage_fingerprint`), kept in each; others mismatch
+                     ) -> list[dict]:
     "Run every spec not yet recorded in `path`, in order; return all records."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
     path = Path(path)
+    if on_mismatch not in ('raise', 'restart'): raise InterventionError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
     if not (Path(cfg.policy_path)/'config.json').is_file(): raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint (config.json missing)")
     seeds = sorted({s.predictor_seed for s in specs})
     missing = [k for k in seeds if not (Path(cfg.predictor_dir)/f'seed{k}'/'thresholds.json').is_file()]
     if missing: raise FileNotFoundError(f"{cfg.predictor_dir}: no predictor (with thresholds.json) for seed(s) {missing}")
-    done = []
-    if path.exists():
-        for n, line in enumerate(path.read_text().splitlines()):
-            try: done.append(json.loads(line))
-            except json.JSONDecodeError: raise InterventionError(f"{path}: line {n + 1} is not JSON; delete the file to start over") from None
-    if len(done) > len(specs): raise InterventionError(f"{path}: {len(done)} records, more than the {len(specs)} specs")
-    for r, s in zip(done, specs):
-        if (r.get('index'), r.get('seed'), r.get('condition'), r.get('predictor_seed')) != s.key:
-            raise InterventionError(f"{path}: its records are not the first {len(done)} of these specs (other params or seed); delete it to start over")
+    done = _read_records(path)
+    mismatch = (f"{len(done)} records, more than the {len(specs)} specs" if len(done) > len(specs) else
+                next((f"its records are not the first {len(done)} of these specs (other params or seed)" for r, s in zip(done, specs)
+                      if (r.get('index'), r.get('seed'), r.get('condition'), r.get('predictor_seed')) != s.key), None)
+                or next((f"its records belong to another run ({r.get('run') or 'none recorded'}, this is {run or 'none'})"
+                         for r in done if r.get('run', '') != run), None))
+    if mismatch and on_mismatch == 'raise': raise InterventionError(f"{path}: {mismatch}; delete it (or pass on_mismatch='restart') to start over")
+    if mismatch:
+        warnings.warn(f"{path}: {mismatch}; deleted it and started over (on_mismatch='restart')")
+        path.unlink()
+        done = []
     path.parent.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(specs), initial=len(done), desc='intervene', unit='ep', disable=not progress)
     with path.open('a') as f:
         for r in run_specs(specs[len(done):], cfg, backend, workers, fn=monitored_episode):
+            if run: r = {**r, 'run': run}
             f.write(json.dumps(r, sort_keys=True) + '\n')
             f.flush()
             done.append(r)

@@ -279,7 +279,7 @@ def hierarchical_bootstrap(units:Sequence[Unit], episode_ids:Sequence[np.ndarray
                            paired_metrics:Sequence[str]|None=None, # metrics compared (default: all)
                            progress:bool=False) -> dict:
     "`{'estimate': {scorer: {metric: v, metric_ci: [lo, hi]}}, 'paired': {scorer: {metric: [ref − scorer, lo, hi]}}}`."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
     if not 0 < confidence < 1: raise EvaluationError(f"confidence must be in (0, 1), got {confidence}")
     if n_boot < 1: raise EvaluationError(f"n_boot must be ≥ 1, got {n_boot}")
     point = [statistic(i, None) for i in range(len(units))]

@@ -27,7 +27,7 @@ class ParamsError(ValueError):
 
 class ParamsGroup(BaseModel):
     "Base of a `params.yaml` section: every key required, unknown keys refused, per-profile overrides in `profiles`."
-    model_config = ConfigDict(extra='forbid', frozen=True)
+    model_config = ConfigDict(extra='forbid', frozen=True, strict=True, allow_inf_nan=False)  # no true-as-1, no 2.5-as-int, no .inf
     profiles: dict[Profile, dict[str, Any]] = Field(default_factory=dict)  # profile -> {key: value that differs}
 
     def for_profile(self, profile:Profile) -> 'ParamsGroup':
@@ -47,7 +47,7 @@ class RuntimeParams(ParamsGroup):
 
 class SalusParams(BaseModel):
     "The whole of `params.yaml`: the active profile, the root seed and one group per stage."
-    model_config = ConfigDict(extra='forbid', frozen=True)
+    model_config = ConfigDict(extra='forbid', frozen=True, strict=True, allow_inf_nan=False)  # no true-as-1, no 2.5-as-int, no .inf
     profile: Profile  # which overrides apply: default | smoke | gpu
     seed: int = Field(ge=0, lt=2**32)  # root seed; every stage derives its own seeds from it
     runtime: RuntimeParams
@@ -249,9 +249,8 @@ class ExternalParams(ParamsGroup):
             raise ValueError(f"baselines {unknown} cannot run on logged features; usable: {', '.join(usable)}")
         if len(set(self.baselines)) != len(self.baselines): raise ValueError(f"baselines repeat: {self.baselines}")
         if len(set(self.protocols)) != len(self.protocols): raise ValueError(f"protocols repeat: {self.protocols}")
-        try: steps = horizon_steps(self.horizons_s, self.control_hz)
+        try: horizon_steps(self.horizons_s, self.control_hz)
         except ValueError as e: raise ValueError(f"horizons_s: {e}") from None
-        if len(set(steps)) != len(steps): raise ValueError(f"horizons_s {self.horizons_s} at {self.control_hz:g} Hz repeat a step count ({steps})")
         return self
 
 class InterveneParams(ParamsGroup):
@@ -316,13 +315,23 @@ def _params_error(path, lines:list[str]) -> ParamsError:
     return ParamsError(f"{path}: {len(lines)} problem(s):\n" + '\n'.join(f"  - {l}" for l in lines))
 
 # %% ../nbs/00a_params.ipynb #0bca5a3e
+class _StrictLoader(yaml.SafeLoader):
+    "YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one silently)."
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen: raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
 def load_params(path:str|Path='params.yaml', # the params file
                 profile:Profile|None=None, # use this profile instead of the file's `profile:`
                ) -> SalusParams:
     "Read, validate and resolve `path`: the returned groups hold the active profile's values."
     path = Path(path)
     if not path.is_file(): raise ParamsError(f"{path}: params file not found (run from the project root, or pass its path)")
-    try: raw = yaml.safe_load(path.read_text())
+    try: raw = yaml.load(path.read_text(), Loader=_StrictLoader)
     except yaml.YAMLError as e: raise ParamsError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict): raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     if profile is not None: raw = {**raw, 'profile': profile}
@@ -347,6 +356,9 @@ def load_params(path:str|Path='params.yaml', # the params file
     stray = [h for h in iv.trigger_horizons_s if not any(abs(h - g) < 1e-9 for g in pr.horizons_s)]
     if stray: problems.append(f"intervene.trigger_horizons_s: {stray} not in predictor.horizons_s {pr.horizons_s}")
     envs = resolved.envs
+    from salus.data import horizon_steps
+    try: horizon_steps(pr.horizons_s, envs.control_hz)
+    except ValueError as e: problems.append(f"predictor.horizons_s: {e} (envs.control_hz)")
     if iv.tasks != 'all' and (stray := [t for t in iv.tasks if t not in envs.seen_tasks + envs.unseen_tasks]):
         problems.append(f"intervene.tasks: {stray} are neither envs.seen_tasks nor envs.unseen_tasks")
     fg = resolved.figures

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json, math, warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -52,6 +52,18 @@ class SignalEpisodes:
     failure_types: list[str]
     episode_ids: np.ndarray  # (E,) the episodes' indices in the store they came from
 
+    def __post_init__(self):
+        "Signals floating point and finite (stored float32), one name per column; labels (N, H, K+1); episodes ending at N."
+        x = np.asarray(self.signals)
+        if x.ndim != 2: raise PredictorError(f"signals must be (N, S), got shape {x.shape}")
+        if x.shape[1] != len(self.signal_names):
+            raise PredictorError(f"{x.shape[1]} signal columns but {len(self.signal_names)} signal_names {list(self.signal_names)}: one name per column")
+        self.signals = check_signals(x)
+        N, (H, K1) = len(x), (len(self.horizons), len(self.failure_types) + 1)
+        if np.shape(self.labels) != (N, H, K1): raise PredictorError(f"labels must be (N={N}, H={H}, K+1={K1}), got {np.shape(self.labels)}")
+        last = int(self.episode_ends[-1]) if len(self.episode_ends) else 0
+        if last != N: raise PredictorError(f"episode_ends must end at the number of steps N={N}, got {last}")
+
     @property
     def n_episodes(self) -> int: return len(self.episode_ends)
     @property
@@ -86,8 +98,10 @@ class SignalEpisodes:
 _NEEDED_META = ('split', 'task', 'outcome', 'failure_type', 'failure_step')
 
 def check_signals(x:np.ndarray, what:str='signals') -> np.ndarray:
-    "`x` as float32, or a `PredictorError` naming the first non-finite entry."
-    x = np.asarray(x, np.float32)
+    "Floating-point `x` as float32, or a `PredictorError` naming another dtype or the first non-finite entry (beyond float32 included)."
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating): raise PredictorError(f"{what} must be floating point, got {x.dtype}")
+    with np.errstate(over='ignore'): x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0].tolist()
         raise PredictorError(f"{what}: non-finite value {x[tuple(bad)]} at index {bad}")
@@ -387,7 +401,7 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
                     config:PredictorConfig, tc:TrainConfig=TrainConfig(), progress:bool=True,
                    ) -> tuple[FailurePredictor, list[dict]]:
     "Train a predictor; return it (best validation epoch, eval mode) and the per-epoch history."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
     train, val = np.asarray(train, np.int64), np.asarray(val, np.int64)
     if not len(train): raise PredictorError("no training episodes")
     leaked = sorted(set(data.meta['split'][np.r_[train, val]]) - {'seen'})
@@ -422,10 +436,15 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
         for i in range(0, len(order), tc.batch_size):
             b = order[i:i + tc.batch_size]
             loss = loss_of(xt[b], yt[b], b, (et, wt) if config.episode_output else None)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss ({loss.item():g}) at epoch {epoch}, batch {i // tc.batch_size}: "
+                                         f"check the inputs (a NaN or huge signal?) or lower lr ({tc.lr:g})")
             opt.zero_grad(); loss.backward(); opt.step()
             total += loss.item() * len(b)
         model.eval()
         with torch.no_grad(): vloss = loss_of(xv, yv, episode=(ev, wv) if config.episode_output else None).item() if len(xv) else float('nan')
+        if len(xv) and not math.isfinite(vloss):
+            raise FloatingPointError(f"non-finite validation loss ({vloss:g}) at epoch {epoch}: the weights diverged; lower lr ({tc.lr:g})")
         history.append(dict(epoch=epoch, train_loss=total / len(xt), val_loss=vloss))
         bar.set_postfix(train=f'{total / len(xt):.4f}', val=f'{vloss:.4f}')
         if not len(xv): continue
@@ -507,9 +526,26 @@ class ConformalThresholds:
     band_scale: np.ndarray  # (A, H, K+1) c
     n_calibration: int  # successful calibration episodes
 
+    def __post_init__(self):
+        "Alphas in (0, 1); `constant` and `band_scale` (A, H, K+1), the band (L ≥ 1, H, K+1): shapes that agree, or a named error."
+        A, H, K1 = len(self.alphas), len(self.horizons_s), len(self.output_names)
+        bad = [a for a in self.alphas if not 0 < a < 1]
+        if bad: raise PredictorError(f"thresholds: alphas must be in (0, 1), got {bad}")
+        for k in ('constant', 'band_scale'):
+            if np.shape(getattr(self, k)) != (A, H, K1):
+                raise PredictorError(f"thresholds: {k} must be (alphas={A}, horizons={H}, outputs={K1}) = {(A, H, K1)}, got {np.shape(getattr(self, k))}")
+        m, s = np.shape(self.band_mean), np.shape(self.band_std)
+        if m != s or len(m) != 3 or m[0] < 1 or m[1:] != (H, K1):
+            raise PredictorError(f"thresholds: band_mean and band_std must be (L ≥ 1, {H}, {K1}), got {m} and {s}")
+
     def _alpha(self, alpha:float) -> int:
         for i, a in enumerate(self.alphas):
-            if math.isclose(a, alpha): return i
+            if not math.isclose(a, alpha): continue
+            rows = [np.shape(x)[0] if np.ndim(x) else 0 for x in (self.constant, self.band_scale)]
+            if i >= min(rows):  # changed after construction
+                raise PredictorError(f"thresholds calibrated for alphas {self.alphas} but constant thresholds has {rows[0]} row(s) "
+                                     f"and band_scale {rows[1]}: one per alpha expected")
+            return i
         raise PredictorError(f"no thresholds for alpha={alpha}; calibrated for {self.alphas}")
 
     def threshold(self, alpha:float, t:np.ndarray|int|None=None, kind:str='constant') -> np.ndarray:
@@ -535,7 +571,11 @@ class ConformalThresholds:
         p = Path(path)
         if not p.is_file(): raise FileNotFoundError(f"{p}: no thresholds file")
         d = json.loads(p.read_text())
-        return cls(**{k: (np.asarray(v, float) if k in ('constant', 'band_mean', 'band_std', 'band_scale') else v) for k, v in d.items()})
+        names = [f.name for f in fields(cls)]
+        missing = [k for k in names if k not in d]
+        if missing: raise PredictorError(f"{p}: not a thresholds file; missing {missing}")
+        try: return cls(**{k: (np.asarray(d[k], float) if k in ('constant', 'band_mean', 'band_std', 'band_scale') else d[k]) for k in names})
+        except PredictorError as e: raise PredictorError(f"{p}: {e}") from None
 
 def conformal_thresholds(model:FailurePredictor, data:SignalEpisodes,
                          calib:Sequence[int], # calibration episodes (only the successful ones are used)

@@ -149,6 +149,8 @@ class SignalExtractor:
         unknown = [n for n in names if n not in SIGNALS]
         if unknown: raise KeyError(f"unknown signal(s) {unknown}; registered: {', '.join(SIGNALS)}")
         if len(set(names)) != len(names): raise ValueError(f"signal names repeat: {list(names)}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer ≥ 1 (environments), got {batch_size!r}")
         if trend_window < 1: raise ValueError(f"trend_window must be ≥ 1, got {trend_window}")
         self.names, self.batch_size, self.trend_window, self.novelty = list(names), batch_size, trend_window, novelty
         if novelty is None and any(n.endswith('_novelty') for n in self.names):
@@ -191,7 +193,13 @@ class SignalExtractor:
             if not np.isfinite(samples).all(): raise ValueError("samples are not finite")
             s['samples'] = samples
         if self.prev_executed is None: self.prev_executed, self.prev_mean = executed.copy(), s['mean'].copy()
-        out = np.stack([fn(s, self) for fn in self._fns], -1).astype(np.float32)
+        out = np.stack([fn(s, self) for fn in self._fns], -1)
+        bad = ~(np.abs(out) <= np.finfo(np.float32).max)  # NaN, inf, or beyond float32 (huge but finite inputs)
+        if bad.any():
+            b = int(np.flatnonzero(bad.any(-1))[0])
+            raise ValueError(f"signals are non-finite at env {b} ({', '.join(repr(self.names[j]) for j in np.flatnonzero(bad[b]))}): "
+                             f"inputs out of range (|chunks| up to {np.abs(chunks[:, b]).max():.3g})")
+        out = out.astype(np.float32)
         eps = s['std0'].mean(-1)
         self.epistemic_history = np.roll(self.epistemic_history, 1, axis=1)
         self.epistemic_history[:, 0] = eps

@@ -84,3 +84,33 @@ def test_bad_input(setup, tmp_path):
         collect_rollouts(tmp_path/'y.zarr', specs, RolloutConfig(str(tmp_path/'nothing'), ENVS, ('epistemic',)), 'serial', progress=False)
     with pytest.raises(ValueError, match='needs samples'):
         collect_rollouts(tmp_path/'z.zarr', specs[:1], RolloutConfig(cfg.policy_path, ENVS, ('sample_dispersion',), samples=0), 'serial', progress=False)
+
+def test_workers_exit_when_the_collector_is_killed(tmp_path):
+    "After a SIGKILL of the main process (e.g. the OOM killer), its spawned workers do not stay alive holding memory."
+    (tmp_path/'slow_work.py').write_text("import os, time\ndef work(spec, cfg):\n    print(os.getpid(), file=open(cfg, 'a'), flush=True)\n    time.sleep(60)\n")
+    pids = tmp_path/'pids.txt'
+    script = f"from salus.collect import run_specs\nimport slow_work\nlist(run_specs(range(4), {str(pids)!r}, 'local', 2, fn=slow_work.work))"
+    env = {**os.environ, 'PYTHONPATH': f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    main = subprocess.Popen([sys.executable, '-c', script], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2): time.sleep(0.1)
+    workers = [int(p) for p in pids.read_text().split()]
+    assert len(workers) == 2
+    main.send_signal(signal.SIGKILL); main.wait()
+    def alive(pid):
+        try: os.kill(pid, 0)
+        except ProcessLookupError: return False
+        return not open(f'/proc/{pid}/stat').read().split(') ')[1].startswith('Z')   # a zombie has exited
+    deadline = time.time() + 10
+    while time.time() < deadline and any(map(alive, workers)): time.sleep(0.1)
+    assert not any(map(alive, workers)), "workers outlived the killed collector"
+
+def test_a_store_of_another_collection_is_restarted_only_when_asked(setup, tmp_path):
+    tmp, cfg, specs, serial = setup
+    import shutil
+    path = shutil.copytree(serial.path, tmp_path/'other.zarr')
+    other = episode_specs(['lift_red'], ['open_drawer'], {'nominal': {}}, 1, seed=99)
+    with pytest.raises(ValueError, match='more than the 2 asked for; delete it'): collect_rollouts(path, other, cfg, backend='serial', progress=False)
+    assert len(EpisodeStore.open(path)) == len(serial)                   # refused: untouched
+    fresh = collect_rollouts(path, other, cfg, backend='serial', progress=False, on_mismatch='restart')
+    assert len(fresh) == len(other) and fresh.meta()['seed'].tolist() == [s.seed for s in other]

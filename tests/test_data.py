@@ -1,4 +1,6 @@
 "The episode store keeps its invariants: append-only, crash-safe, validated on open; demos recording resumes exactly."
+import pathlib, re, shutil, subprocess, sys
+
 import numpy as np
 import pytest
 import zarr
@@ -15,6 +17,7 @@ def episode(T, fill=0.0):
 def store(tmp_path):
     s = EpisodeStore.create(tmp_path/'s.zarr', SCHEMA, attrs={'kind': 'test'})
     for i, T in enumerate([3, 5, 2]): s.append_episode(episode(T, i), {'task': f't{i}', 'seed': i})
+    s.close()
     return s
 
 def test_round_trip(store):
@@ -147,3 +150,152 @@ def test_nan_signal_rows_are_refused(tmp_path):
     g = zarr.open_group(tmp_path/'r.zarr', mode='r+')
     g['data/signals'][1] = [np.nan, 0]   # damage on disk
     with pytest.raises(StoreError, match='data/signals has non-finite values in row 1'): EpisodeStore.open(tmp_path/'r.zarr')
+
+# -- the commit protocol, the writer lock and damage detection (issue: nothing lost, nothing silent)
+
+CHILD_APPEND = r'''
+import os, sys, numpy as np
+path, kill_at = sys.argv[1], int(sys.argv[2])
+from salus.data import EpisodeStore
+replace, count = os.replace, [0]
+def counting_replace(src, dst, *a, **k):   # every file zarr or the commit writes lands by a rename: kill before the k-th
+    count[0] += 1
+    if count[0] == kill_at: os._exit(137)
+    return replace(src, dst, *a, **k)
+os.replace = counting_replace
+w = EpisodeStore.open(path, mode='a')
+w.append_episode({'state': np.full((70, 3), 9, 'float32'), 'image': np.full((70, 4, 4, 3), 9, 'uint8')}, {'task': 'late', 'seed': 9})
+print(count[0])
+'''
+
+def _child(*args):
+
+    return subprocess.run([sys.executable, '-c', CHILD_APPEND, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+def _same_stores(a, b):
+    assert (len(a), a.n_steps) == (len(b), b.n_steps)
+    assert all(np.array_equal(a.data(k), b.data(k)) for k in SCHEMA.data)
+    assert all(np.array_equal(x, y) for x, y in zip(a.meta().values(), b.meta().values()))
+
+def test_a_kill_before_any_write_of_an_append_leaves_the_committed_store_and_resume_gives_the_uninterrupted_one(store, tmp_path):
+
+    reference = shutil.copytree(store.path, tmp_path/'reference.zarr')
+    done = _child(reference, 0)                                        # never killed: counts the renames of one append
+    assert done.returncode == 0, done.stderr
+    writes = int(done.stdout.split()[-1])
+    assert writes > 10                                                 # zarr.json and chunks of 5 arrays, and the commit record
+    for k in range(1, writes + 1):
+        victim = shutil.copytree(store.path, tmp_path/f'killed{k}.zarr')
+        assert _child(victim, k).returncode == 137
+        r = EpisodeStore.open(victim)                                  # readable at every kill point: the 3 committed episodes
+        assert (len(r), r.n_steps) == (3, 10), k
+        _same_stores(r, EpisodeStore.open(store.path))
+        assert _child(victim, 0).returncode == 0                       # resume: cut the tail, append again
+        resumed = EpisodeStore.open(victim)
+        _same_stores(resumed, EpisodeStore.open(reference))
+        assert resumed.verify() > 0
+        assert not [p for p in victim.rglob('*') if p.name.endswith(('.partial', '.tmp'))]   # no temporary file left behind
+
+def test_a_second_writer_is_refused_naming_the_first(store, tmp_path):
+
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from salus.data import EpisodeStore\n'
+                               f'w = EpisodeStore.open({str(store.path)!r}, mode="a"); print("open", flush=True); time.sleep(60)'],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'open'
+        with pytest.raises(StoreError, match=rf'another writer has it open \(.*"pid": {holder.pid}'): EpisodeStore.open(store.path, mode='a')
+        second = _child(store.path, 0)                                 # another process is refused too, and writes nothing
+        assert second.returncode == 1 and 'another writer has it open' in second.stderr
+        assert len(EpisodeStore.open(store.path)) == 3                 # readers are never blocked
+    finally: holder.kill(); holder.wait()
+    w = EpisodeStore.open(store.path, mode='a')                       # a killed writer's lock is free again
+    with pytest.raises(StoreError, match='another writer'): EpisodeStore.open(store.path, mode='a')   # one writer per process too
+    w.close()
+    assert not (pathlib.Path(store.path)/'.salus_writer.lock').exists()
+
+
+@pytest.mark.parametrize('damage,message', [
+    (lambda p: (p/'data/state/c/0/0').unlink(), 'data/state: chunk data/state/c/0/0 is missing'),
+    (lambda p: (p/'meta/seed/c/0').unlink(), 'meta/seed: chunk meta/seed/c/0 is missing'),       # the last, partly filled chunk
+    (lambda p: (p/'meta/seed/c/0').write_bytes((p/'meta/seed/c/0').read_bytes()[:-3]), 'meta/seed cannot be read'),
+    (lambda p: (p/'data/image/zarr.json').write_text('{"zarr_format": 3, '), 'array data/image is unreadable'),
+    (lambda p: (p/'salus_commit.json').write_text('{"n_episodes": 3'), 'the commit record salus_commit.json is damaged'),
+    (lambda p: (p/'salus_commit.json').unlink(), 'no commit record'),
+])
+def test_missing_or_damaged_files_are_named(tmp_path, damage, message):
+    s = EpisodeStore.create(tmp_path/'big.zarr', SCHEMA, chunk_steps=4)
+    for i, T in enumerate([3, 5, 2]): s.append_episode(episode(T, i + 1), {'task': f't{i}', 'seed': i + 1})
+    s.close()
+    damage(tmp_path/'big.zarr')
+    with pytest.raises(StoreError, match=re.escape(message)): EpisodeStore.open(tmp_path/'big.zarr')
+
+def test_a_changed_full_chunk_fails_its_checksum(tmp_path):
+    s = EpisodeStore.create(tmp_path/'s.zarr', SCHEMA, chunk_steps=4)
+    for i, T in enumerate([3, 5, 2]): s.append_episode(episode(T, i + 1), {'task': f't{i}', 'seed': i + 1})
+    s.close()
+    g = zarr.open_group(tmp_path/'s.zarr', mode='r+')
+    chunk = tmp_path/'s.zarr/data/state/c/0/0'
+    size = chunk.stat().st_size
+    g['data/state'][1] = [5, 5, 5]                                     # same compressed size or not: caught
+    if chunk.stat().st_size != size:
+        with pytest.raises(StoreError, match='data/state: chunk data/state/c/0/0 has'): EpisodeStore.open(tmp_path/'s.zarr')
+    else:
+        with pytest.raises(StoreError, match='fails its CRC-32 check'): EpisodeStore.open(tmp_path/'s.zarr').verify()
+
+def test_an_all_fill_array_without_chunk_files_is_fine(tmp_path):
+    schema = StoreSchema(data={'held': ((), 'bool'), 'x': ((1,), 'float32')}, meta={'task': 'str'})
+    s = EpisodeStore.create(tmp_path/'s.zarr', schema)
+    s.append_episode({'held': np.zeros(5, bool), 'x': np.ones((5, 1), 'float32')}, {'task': 'a'})
+    s.close()
+    assert not list((tmp_path/'s.zarr/data/held').rglob('c/*'))
+    r = EpisodeStore.open(tmp_path/'s.zarr')
+    assert not r.data('held').any() and r.verify() >= 1
+
+@pytest.mark.parametrize('chunk_steps,message', [(64, 'data/state has non-finite values in row 4'),     # in the last, partly filled chunk
+                                                 (4, r'data/state: chunk data/state/c/1/0 (fails its CRC-32 check|has \d+ bytes, \d+ were committed)')])
+def test_non_finite_values_in_any_float_array_are_refused_on_open(tmp_path, chunk_steps, message):
+    s = EpisodeStore.create(tmp_path/'s.zarr', SCHEMA, chunk_steps=chunk_steps)
+    for i, T in enumerate([3, 5, 2]): s.append_episode(episode(T, i), {'task': f't{i}', 'seed': i})
+    s.close()
+    zarr.open_group(tmp_path/'s.zarr', mode='r+')['data/state'][4, 1] = np.nan   # e.g. a demonstration's action, damaged on disk
+    with pytest.raises(StoreError, match=message): EpisodeStore.open(tmp_path/'s.zarr')
+
+def test_lossy_conversions_are_refused(store):
+    w = EpisodeStore.open(store.path, mode='a')
+    ok = episode(2)
+    for bad, message in [({**ok, 'state': np.zeros((2, 3), 'int16')}, 'data/state: values of dtype int16, the store holds float32'),
+                         ({**ok, 'image': np.full((2, 4, 4, 3), 0.5)}, 'data/image: values of dtype float64, the store holds uint8'),
+                         ({**ok, 'image': np.full((2, 4, 4, 3), 300)}, 'do not fit the store\'s uint8'),
+                         ({**ok, 'state': np.full((2, 3), 1e39)}, "too large for the store's float32")]:
+        with pytest.raises(StoreError, match=re.escape(message)): w.append_episode(bad, {'task': 'x', 'seed': 0})
+    w.append_episode({**ok, 'state': np.zeros((2, 3))}, {'task': 'x', 'seed': 0})   # float64 into float32 is fine
+    w.close()
+
+def test_open_or_create_restarts_only_when_asked_and_recreates_an_unborn_store(store, tmp_path):
+    with pytest.raises(StoreError, match=r"other \['kind'\]"): EpisodeStore.open_or_create(store.path, SCHEMA, attrs={'kind': 'other'})
+    assert len(EpisodeStore.open(store.path)) == 3                     # refused: untouched
+    fresh = EpisodeStore.open_or_create(store.path, SCHEMA, attrs={'kind': 'other'}, on_mismatch='restart')
+    assert len(fresh) == 0 and fresh.attrs['kind'] == 'other'
+    fresh.close()
+    unborn = zarr.open_group(tmp_path/'unborn.zarr', mode='w-')       # a kill during create, before its commit record
+    unborn.create_array('data/state', shape=(0, 3), dtype='float32')
+    again = EpisodeStore.open_or_create(tmp_path/'unborn.zarr', SCHEMA)
+    assert len(again) == 0 and again.schema == SCHEMA
+    with pytest.raises(ValueError, match="on_mismatch must be"): EpisodeStore.open_or_create(store.path, SCHEMA, on_mismatch='ignore')
+
+def test_a_version_1_store_is_upgraded_in_place(store):
+    import json
+    p = pathlib.Path(store.path)
+    (p/'salus_commit.json').unlink()
+    zarr.open_group(p, mode='r+').attrs['schema_version'] = 1          # what an older salus wrote
+    with pytest.raises(StoreError, match='upgrade it in place with `salus.data.upgrade_store'): EpisodeStore.open(p)
+    from salus.data import upgrade_store
+    up = upgrade_store(p)
+    assert (len(up), up.n_steps, up.attrs['schema_version']) == (3, 10, 2) and up.verify() > 0
+    assert json.loads((p/'salus_commit.json').read_text())['n_episodes'] == 3
+
+def test_horizons_shorter_than_a_step_or_equal_after_rounding_are_refused():
+    from salus.data import horizon_steps
+    with pytest.raises(ValueError, match='shorter than one control step'): horizon_steps([0.01, 0.5], 10)
+    with pytest.raises(ValueError, match='two horizons would be the same'): horizon_steps([0.2, 0.24], 10)
+    assert horizon_steps([0.2, 0.5, 1, 2], 4) == [1, 2, 4, 8]

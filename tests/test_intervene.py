@@ -1,6 +1,6 @@
 """The runtime monitor and the intervention runs on a real (small, untrained) ensemble and a real trained predictor:
 paired episodes, each strategy's effect when alarms never or always fire, crash-safe resume, metrics, clear errors."""
-import json
+import json, re
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +12,7 @@ from salus.core import EnvsParams, derive_seed
 from salus.envs import ScriptedExpert, make_env
 from salus.intervene import (STRATEGIES, InterventionConfig, InterventionError, Monitor, MonitorConfig,
                              consensus_action, intervention_metrics, intervention_specs, monitored_episode, run_interventions)
-from salus.predictor import (ConformalThresholds, PredictorConfig, TrainConfig, load_signal_episodes, save_predictor,
+from salus.predictor import (ConformalThresholds, PredictorConfig, PredictorError, TrainConfig, load_signal_episodes, save_predictor,
                              train_predictor)
 from salus.signals import FeatureNovelty
 from salus.vla import EmbeddedVLA, EmbeddedVLAConfig, VLAObservation
@@ -187,3 +187,86 @@ def test_readme_shows_the_generated_intervention_table():
     from salus.evaluate import sync_readme_results
     assert sync_readme_results(REPO/'README.md', REPO/'metrics/intervention.md', check=True), \
         "README's intervention table differs from metrics/intervention.md: run `make repro`"
+
+def test_monitor_refuses_thresholds_that_do_not_fit(world):
+    "Thresholds of another shape, NaN in a watched output, thresholds arrays shorter than their alphas: named, never broadcast."
+    m, vla, nov, cfg = world['model'], world['vla'], world['novelty'], MonitorConfig(samples=2)
+    H, K1 = m.config.output_shape
+    for shape in [(1, H, K1 - 1), (1,), (1, 1, 1), (1, H, K1, 1)]:   # an output missing; the last three used to broadcast
+        th = thresholds_at(m, 1.0)
+        th.constant = np.ones(shape)
+        got = str(shape[1:]).replace(',)', ')')
+        with pytest.raises(InterventionError, match=rf'thresholds at alpha=0.1 are {re.escape(got)}, the predictor predicts \({H}, {K1}\)'):
+            Monitor(vla, m, th, cfg, nov)
+    th = thresholds_at(m, 1.0)
+    th.constant[0, 1, -1] = np.nan                                   # the watched output: h = 1.0 s, 'any'
+    with pytest.raises(InterventionError, match=r"threshold at alpha=0.1 is NaN for horizon 1 s, output 'any'"): Monitor(vla, m, th, cfg, nov)
+    th = thresholds_at(m, 1.0)
+    th.constant[0, 0, 0] = np.nan                                    # unwatched: never alarms, no error
+    Monitor(vla, m, th, cfg, nov)
+    th = thresholds_at(m, 1.0)
+    th.constant[0, 1, -1] = np.inf                                   # inf is legitimate (too few successes): a warning
+    with pytest.warns(UserWarning, match='no alarm can fire'): Monitor(vla, m, th, cfg, nov)
+    th = thresholds_at(m, 1.0)
+    th.alphas = [0.1, 0.2]                                           # more alphas than thresholds
+    with pytest.raises(PredictorError, match=r'calibrated for alphas \[0.1, 0.2\] but constant thresholds has 1'):
+        Monitor(vla, m, th, replace(cfg, alpha=0.2), nov)
+    with pytest.raises(PredictorError, match=r'no thresholds for alpha=0.3; calibrated for \[0.1\]'):
+        Monitor(vla, m, thresholds_at(m, 1.0), replace(cfg, alpha=0.3), nov)
+
+def test_monitor_refuses_bad_sizes_and_rates(world):
+    m, vla, nov = world['model'], world['vla'], world['novelty']
+    for n in (0, -1, 1.5, True):
+        with pytest.raises(InterventionError, match=rf'n_envs must be an integer ≥ 1, got {n!r}'):
+            Monitor(vla, m, thresholds_at(m, 1.0), MonitorConfig(samples=2), nov, n_envs=n)
+    for a in (0, 1, 1.5, -0.1, float('nan')):
+        with pytest.raises(InterventionError, match=r'alpha must be in \(0, 1\)'): MonitorConfig(alpha=a)
+    with pytest.raises(InterventionError, match='samples must be ≥ 0, got -1'): MonitorConfig(samples=-1)
+
+def _strip(records): return [{k: v for k, v in r.items() if not k.endswith('_ms')} for r in records]
+
+def test_run_drops_a_torn_last_line_and_resumes(world):
+    "A crash mid-write leaves a partial last line: it is cut off (with a warning) and that spec runs again."
+    tmp, cfg = world['tmp'], world['cfg']('never')
+    specs = intervention_specs(world['episodes'][:2], [], 1)
+    whole = run_interventions(tmp/'torn_whole.jsonl', specs, cfg, backend='serial', progress=False)
+    lines = (tmp/'torn_whole.jsonl').read_text().splitlines(keepends=True)
+    torn = tmp/'torn.jsonl'
+    torn.write_text(lines[0] + lines[1][:len(lines[1]) // 2])     # killed while writing the second record
+    with pytest.warns(UserWarning, match=r'torn\.jsonl: its last line is incomplete .* dropped it'):
+        resumed = run_interventions(torn, specs, cfg, backend='serial', progress=False)
+    assert _strip(resumed) == _strip(whole)
+    assert _strip(json.loads(l) for l in torn.read_text().splitlines()) == _strip(whole) and torn.read_text().endswith('\n')
+    torn.write_text(lines[0] + lines[1].rstrip('\n'))             # complete, only the newline lost: kept, newline restored
+    assert _strip(run_interventions(torn, specs, cfg, backend='serial', progress=False)) == _strip(whole)
+    assert torn.read_text() == lines[0] + lines[1]
+    torn.write_text(lines[0][:10] + '\n' + lines[1])               # a broken line that is not the last: still an error
+    with pytest.raises(InterventionError, match='line 1 is not JSON'): run_interventions(torn, specs, cfg, 'serial', progress=False)
+
+def test_run_restarts_on_mismatch_only_when_asked(world):
+    tmp, cfg = world['tmp'], world['cfg']('never')
+    first, other = intervention_specs(world['episodes'][:1], [], 1), intervention_specs(world['episodes'][1:2], [], 1)
+    path = tmp/'mismatch.jsonl'
+    run_interventions(path, first, cfg, backend='serial', progress=False)
+    with pytest.raises(InterventionError, match='not the first 1 of these specs'): run_interventions(path, other, cfg, 'serial', progress=False)
+    with pytest.warns(UserWarning, match=r'not the first 1 of these specs .*; deleted it and started over'):
+        got = run_interventions(path, other, cfg, 'serial', progress=False, on_mismatch='restart')
+    assert [r['index'] for r in got] == [other[0].episode.index] and len(path.read_text().splitlines()) == 1
+    with pytest.raises(InterventionError, match='more than the 0 specs'): run_interventions(path, [], cfg, 'serial', progress=False)
+    with pytest.warns(UserWarning, match='more than the 0 specs'):
+        assert run_interventions(path, [], cfg, 'serial', progress=False, on_mismatch='restart') == []
+    assert not path.exists() or path.read_text() == ''
+    with pytest.raises(InterventionError, match="on_mismatch must be 'raise' or 'restart', got 'ignore'"):
+        run_interventions(path, first, cfg, 'serial', progress=False, on_mismatch='ignore')
+
+def test_records_of_another_run_are_not_resumed(world):
+    "Records keep the run they belong to (the stage's fingerprint); the same specs under another run mismatch."
+    tmp, cfg = world['tmp'], world['cfg']('never')
+    specs = intervention_specs(world['episodes'][:1], [], 1)
+    path = tmp/'runs.jsonl'
+    assert run_interventions(path, specs, cfg, backend='serial', progress=False, run='a')[0]['run'] == 'a'
+    assert len(run_interventions(path, specs, cfg, backend='serial', progress=False, run='a')) == 1   # same run: resumed, nothing to do
+    with pytest.raises(InterventionError, match=r'belong to another run \(a, this is b\)'):
+        run_interventions(path, specs, cfg, backend='serial', progress=False, run='b')
+    with pytest.warns(UserWarning, match='another run'):
+        assert run_interventions(path, specs, cfg, backend='serial', progress=False, run='b', on_mismatch='restart')[0]['run'] == 'b'

@@ -58,7 +58,11 @@ def edited(params_file, old, new):
     ('qs: [0.25, 1.0]', 'qs: [0.25, 1.5]', 'evaluate: qs must be in (0, 1], got [1.5]'),
     ('baselines: [elapsed, actprobe]', 'baselines: [elapsed, rnd]', "external: baselines ['rnd'] cannot run on logged features"),
     ('baselines: [elapsed, actprobe]', 'baselines: [elapsed, stac]', "external: baselines ['stac'] cannot run on logged features"),
-    ('control_hz: 4, horizons_s: [1.0, 2.0]', 'control_hz: 4, horizons_s: [1.0, 1.1]', 'external: horizons_s [1.0, 1.1] at 4 Hz repeat a step count ([4, 4])'),
+    ('control_hz: 4, horizons_s: [1.0, 2.0]', 'control_hz: 4, horizons_s: [1.0, 1.1]', 'external: horizons_s: horizons [1.0, 1.1] s give steps [4, 4] at 4 Hz: two horizons would be the same'),
+    ('horizons_s: [0.2, 0.5, 1.0, 2.0]', 'horizons_s: [0.01, 0.02]', 'predictor.horizons_s: horizons [0.01, 0.02] s are shorter than one control step (0.1 s at 10 Hz) (envs.control_hz)'),
+    ('epochs: 1', 'epochs: true', 'policy.epochs: Input should be a valid integer (got True)'),
+    ('goal_weight: 1.0', 'goal_weight: .inf', 'policy.goal_weight: Input should be a finite number'),
+    ('seed: 0', 'seed: 0.0', 'seed: Input should be a valid integer (got 0.0)'),
     ('protocols: [allseen]', 'protocols: [allseen, leave_one_out]', "external.protocols.1: Input should be 'allseen' or 'unseen'"),
     ('dataset: pi0_libero', 'dataset: π0 LIBERO', 'external.dataset: String should match pattern'),
     ('external_scorers: [salus, actprobe]', 'external_scorers: [salus, oracle]', "figures.external_scorers: ['oracle'] are neither 'salus', nor in external.baselines"),
@@ -106,3 +110,7 @@ def test_set_profile_keeps_the_rest_of_the_file(params_file):
     after = params_file.read_text()
     assert after == before.replace('profile: default', 'profile: smoke')
     with pytest.raises(ParamsError, match='unknown profile'): set_profile(params_file, 'fast')
+
+def test_a_key_given_twice_is_refused(params_file):
+    edited(params_file, 'seed: 0', 'seed: 0\nseed: 1')
+    with pytest.raises(ParamsError, match="duplicate key 'seed'"): load_params(params_file)

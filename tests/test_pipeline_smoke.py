@@ -141,6 +141,53 @@ def test_second_repro_does_nothing_and_status_is_clean(smoke_copy):
     assert ran(smoke_copy) == []
     assert 'up to date' in dvc('status', cwd=smoke_copy, capture=True).stdout
 
+def _outputs(root) -> dict:
+    "Every output file of the pipeline, with its bytes' hash."
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for d in ('stores', 'checkpoints', 'metrics', 'plots', 'reports', 'figures') for p in sorted((root/d).rglob('*')) if p.is_file()}
+
+@pytest.mark.parametrize('stage,store', [('demos', 'stores/demos.zarr'), ('collect', 'stores/rollouts.zarr')])
+def test_a_killed_repro_resumes_the_stage_store_and_ends_with_the_same_bytes(smoke_copy, stage, store):
+    "SIGKILL of the whole `dvc repro` (DVC, papermill, the kernel) mid-stage; the next `dvc repro` resumes the store (`persist`)."
+    import os, shutil, signal, time
+    before = _outputs(smoke_copy)
+    shutil.rmtree(smoke_copy/store)                                   # so that the stage must make it again
+    proc = subprocess.Popen([_tool('dvc'), 'repro', stage], cwd=smoke_copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline, kept = time.time() + 900, 0
+    while time.time() < deadline and proc.poll() is None and kept < 2:
+        try: kept = len(EpisodeStore.open(smoke_copy/store))
+        except Exception: pass
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    assert kept >= 2, "the stage finished before it could be killed"
+    deadline = time.time() + 60   # the kernel runs in its own session: it exits by itself when its parent is gone
+    while True:
+        try: writer = EpisodeStore.open(smoke_copy/store, mode='a')   # valid after a kill at any point, and its writer gone
+        except Exception as e:
+            if 'another writer' not in str(e) or time.time() > deadline: raise
+            time.sleep(0.5)
+        else: break
+    killed = len(writer)
+    writer.close()
+    assert ran(smoke_copy) == [stage]
+    report = (smoke_copy/f'reports/{stage}.ipynb').read_text()
+    assert f'resuming {store} at {killed} of' in report               # resumed, not restarted
+    after = _outputs(smoke_copy)
+    assert {k: v for k, v in after.items() if k.startswith(store)} == {k: v for k, v in before.items() if k.startswith(store)}
+    assert 'up to date' in dvc('status', cwd=smoke_copy, capture=True).stdout   # nothing downstream sees a change
+
+def test_a_bad_param_is_reported_before_any_output_is_touched(smoke_copy):
+    params_file = smoke_copy/'params.yaml'
+    text = params_file.read_text()
+    before = _outputs(smoke_copy)
+    params_file.write_text(text.replace('smoke: {episodes_per_task: 1, workers: 1,', 'smoke: {episodes_per_task: 1, workers: 0,'))
+    res = subprocess.run([_tool('salus_repro'), '--root', str(smoke_copy)], capture_output=True, text=True)
+    params_file.write_text(text)
+    assert res.returncode == 1 and 'collect.profiles.smoke.workers' in res.stderr and 'no output was touched' in res.stderr
+    assert _outputs(smoke_copy) == before
+
 def test_changing_one_param_reruns_only_its_readers(smoke_copy):
     params_file = smoke_copy/'params.yaml'
     text = params_file.read_text()

@@ -1,6 +1,8 @@
 """The SALUS predictor on episode stores the tests make: it finds a real pre-failure structure and finds nothing in noise,
 its conformal thresholds hold their false-alarm rate on fresh successes, its splits cannot leak, and bad input fails
 clearly."""
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -182,3 +184,45 @@ def test_windows_repeat_the_first_step_and_stay_inside_the_episode():
     x = np.arange(7, dtype=np.float32)[:, None]
     w = signal_windows(x, np.array([3, 7]), 2)[..., 0]
     np.testing.assert_array_equal(w, [[0, 0], [0, 1], [1, 2], [3, 3], [3, 4], [4, 5], [5, 6]])
+
+def test_thresholds_arrays_must_fit_their_alphas_and_outputs(tmp_path):
+    z = lambda *s: np.zeros(s)
+    with pytest.raises(PredictorError, match=r'constant must be \(alphas=2, horizons=4, outputs=1\) = \(2, 4, 1\), got \(1, 4, 1\)'):
+        ConformalThresholds([0.1, 0.2], HORIZONS, ['any'], z(1, 4, 1), z(2, 4, 1), z(2, 4, 1), z(2, 4, 1), 1)
+    with pytest.raises(PredictorError, match=r'band_scale must be .* = \(1, 4, 2\), got \(1, 4, 1\)'):
+        ConformalThresholds([0.1], HORIZONS, ['collision', 'any'], z(1, 4, 2), z(2, 4, 2), z(2, 4, 2), z(1, 4, 1), 1)
+    with pytest.raises(PredictorError, match=r'band_mean and band_std must be \(L ≥ 1, 4, 1\), got \(2, 3, 1\) and \(2, 4, 1\)'):
+        ConformalThresholds([0.1], HORIZONS, ['any'], z(1, 4, 1), z(2, 3, 1), z(2, 4, 1), z(1, 4, 1), 1)
+    with pytest.raises(PredictorError, match=r'alphas must be in \(0, 1\), got \[1.5\]'):
+        ConformalThresholds([1.5], HORIZONS, ['any'], z(1, 4, 1), z(2, 4, 1), z(2, 4, 1), z(1, 4, 1), 1)
+    good = ConformalThresholds([0.1], HORIZONS, ['any'], z(1, 4, 1), z(2, 4, 1), z(2, 4, 1), z(1, 4, 1), 1)
+    good.save(tmp_path/'th.json')
+    d = json.loads((tmp_path/'th.json').read_text())
+    json.dump({**d, 'alphas': [0.1, 0.2]}, (tmp_path/'bad.json').open('w'))
+    with pytest.raises(PredictorError, match=r'bad\.json: .*constant must be \(alphas=2'): ConformalThresholds.load(tmp_path/'bad.json')
+    json.dump({k: v for k, v in d.items() if k != 'band_std'}, (tmp_path/'short.json').open('w'))
+    with pytest.raises(PredictorError, match=r"short\.json: not a thresholds file; missing \['band_std'\]"): ConformalThresholds.load(tmp_path/'short.json')
+    with pytest.raises(PredictorError, match=r'no thresholds for alpha=0.3; calibrated for \[0.1\]'): good.threshold(0.3)
+
+def test_signal_episodes_refuse_names_dtypes_and_values_that_do_not_fit(tmp_path):
+    from dataclasses import replace
+    data = load_signal_episodes(synthetic_store(mem(tmp_path, 's'), n_episodes=10, seed=9), HORIZONS)
+    with pytest.raises(PredictorError, match='3 signal columns but 2 signal_names'): replace(data, signal_names=data.signal_names[:2])
+    with pytest.raises(PredictorError, match='3 signal columns but 4 signal_names'): replace(data, signal_names=data.signal_names + ['x'])
+    with pytest.raises(PredictorError, match='signals must be floating point, got int16'): replace(data, signals=data.signals.astype(np.int16))
+    bad = data.signals.copy(); bad[5, 2] = np.nan
+    with pytest.raises(PredictorError, match=r"signals: non-finite value nan at index \[5, 2\]"): replace(data, signals=bad)
+    with pytest.raises(PredictorError, match=r'labels must be \(N=\d+, H=4, K\+1=\d+\)'): replace(data, labels=data.labels[:, :2])
+    store = EpisodeStore.create(mem(tmp_path, 'int'), StoreSchema(data={'signals': ((3,), 'int16')},
+                                meta={'task': 'str', 'split': 'str', 'outcome': 'str', 'failure_type': 'str', 'failure_step': 'int64'}),
+                                dict(signal_names=['a', 'b', 'c'], control_hz=10))
+    store.append_episode({'signals': np.ones((4, 3), np.int16)}, dict(task='t', split='seen', outcome='success', failure_type='', failure_step=-1))
+    with pytest.raises(PredictorError, match=r'data/signals must be floating point, got int16'): load_signal_episodes(store, HORIZONS)
+
+def test_training_stops_at_a_non_finite_loss(tmp_path):
+    "A diverging run (here: a far too large learning rate) fails at the first non-finite loss instead of returning NaN weights."
+    data = load_signal_episodes(synthetic_store(mem(tmp_path, 's'), n_episodes=30, seed=6), HORIZONS)
+    sp = split_episodes(data, {'train': 0.6, 'val': 0.4}, 0)
+    cfg = PredictorConfig(data.signal_names, HORIZONS, data.control_hz, window=4)
+    with pytest.raises(FloatingPointError, match=r'non-finite training loss \((nan|inf)\) at epoch 0, batch [1-9]\d*: check the inputs .* or lower lr \(1e\+10\)'):
+        train_predictor(data, sp['train'], sp['val'], cfg, TrainConfig(epochs=3, lr=1e10, batch_size=64), progress=False)

@@ -1,4 +1,6 @@
 "Property tests of the streaming signals: zero for identical members, finite for finite input, documented invariances."
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -119,3 +121,17 @@ def test_novelty_save_load_and_bad_input(tmp_path):
     ex = SignalExtractor(('knn_novelty',), batch_size=2, novelty=nov)
     with pytest.raises(ValueError, match='needs embedding'): ex.step(np.zeros((2, 2, 4, 7)), np.zeros((2, 7)))
     with pytest.raises(ValueError, match='B=2 rows'): ex.step(np.zeros((2, 2, 4, 7)), np.zeros((2, 7)), embedding=np.zeros((3, 4)))
+
+def test_batch_size_must_be_a_positive_integer():
+    for b in (0, -1, 2.0, None):
+        with pytest.raises(ValueError, match=rf'batch_size must be an integer ≥ 1 \(environments\), got {b!r}'): SignalExtractor(SEED_SIGNALS, batch_size=b)
+
+def test_signals_that_overflow_are_an_error_naming_the_environment():
+    chunks = np.zeros((3, 2, 4, 7))
+    chunks[:, 1, 0, 0] = [0.0, 1e30, -1e30]                  # finite, but a variance of 1e60 is not a float32
+    ex = SignalExtractor(SEED_SIGNALS, batch_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with pytest.raises(ValueError, match=r"signals are non-finite at env 1 \('action_variance', 'max_variance'\): inputs out of range \(\|chunks\| up to 1e\+30\)"):
+            ex.step(chunks, np.zeros((2, 7)))
+    assert (ex.steps == 0).all()                              # the failed step left the history alone

@@ -1,4 +1,6 @@
 "The SmolVLA backend on a tiny, randomly initialised SmolVLA built offline: lerobot's real model and processors."
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +104,28 @@ def test_released_architecture_is_written_and_read_back(tmp_path):
     v = config.vision_config  # image tokens per image = patches after the pixel shuffle
     assert processor.image_seq_len == (v.image_size // v.patch_size // config.scale_factor) ** 2 == 64
     assert processor.tokenizer.convert_tokens_to_ids('<image>') == config.image_token_id
+
+def test_loading_refuses_processor_steps_that_are_not_smolvlas(vlm, tmp_path):
+    "A checkpoint's processor JSON names what lerobot imports and calls: anything but SmolVLA's own steps is refused before."
+    import json
+    from salus.vla.smolvla import UntrustedCheckpointError
+    p, procs = policy(vlm, 0)
+    SmolVLABackend([p], [procs], members=2).save(tmp_path/'ckpt')
+    marker = tmp_path/'pwned'
+    popen = {'class': 'subprocess.Popen', 'config': {'args': ['touch', str(marker)]}}   # would run `touch` when instantiated
+    for name, index, entry, replaces, refused in [
+            ('policy_preprocessor.json', 1, popen, False, "'subprocess.Popen'"),                          # an extra step
+            ('policy_preprocessor.json', 0, {'registry_name': 'rename_observations_processor', **popen}, True, "'subprocess.Popen'"),
+            ('policy_postprocessor.json', 2, {'registry_name': 'action_tokenizer_processor'}, False, "'action_tokenizer_processor'")]:
+        f = tmp_path/'ckpt'/name
+        good = f.read_text()
+        d = json.loads(good)
+        d['steps'][index:index + replaces] = [entry]
+        f.write_text(json.dumps(d))
+        with pytest.raises(UntrustedCheckpointError, match=rf"{name}: step {index} names {re.escape(refused)}, not one of SmolVLA's processor steps .* load only trusted checkpoints"):
+            SmolVLABackend.load(tmp_path/'ckpt')
+        f.write_text(good)
+    assert not marker.exists()
+    (tmp_path/'ckpt'/'policy_preprocessor.json').write_text('{"steps": "rename"}')
+    with pytest.raises(UntrustedCheckpointError, match=r'policy_preprocessor.json: not a processor pipeline \(a "steps" list of objects\)'):
+        SmolVLABackend.load(tmp_path/'ckpt')

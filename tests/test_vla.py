@@ -1,9 +1,11 @@
 "The VLA ensemble: one batched forward, real disagreement, exact save/load, the seed's predict API, clear errors."
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from salus.vla import EmbeddedVLA, EmbeddedVLAConfig, VLAEnsemble, VLAObservation, VLAPolicy
+from salus.vla import EmbeddedVLA, EmbeddedVLAConfig, Normalizer, VLAEnsemble, VLAObservation, VLAPolicy
 
 CFG = EmbeddedVLAConfig(image_size=32, channels=16, keypoints=8, hidden=64, flow_steps=4)
 
@@ -79,3 +81,44 @@ def test_training_on_real_demos_lowers_the_loss_and_bootstraps_differ(tmp_path):
     assert all(loss(k, [9, 10, 11]) < 0.93 * first[k] for k in range(2))   # every member learns (seeded: ~0.8-0.87 here)
     assert first[0] != first[1]                                # on different bootstrap resamples
     assert np.allclose(vla.normalizer.action_mean, data.chunks.reshape(-1, 7).mean(0), atol=1e-5)
+
+def test_batch_size_must_be_a_positive_integer():
+    vla = EmbeddedVLA(CFG, members=2)
+    for b in (0, -2, 1.5):
+        with pytest.raises(ValueError, match=rf'VLAEnsemble: batch_size must be an integer ≥ 1 \(environments stepped together\), got {b!r}'):
+            VLAEnsemble(vla, batch_size=b)
+
+def test_out_of_range_state_is_refused_not_streamed_as_inf():
+    obs = observation(1)
+    ens = VLAEnsemble(EmbeddedVLA(CFG, members=3), batch_size=1)
+    state = obs.state.copy()
+    state[0, 2] = 1e30                                     # finite, but the chunks' variance overflows float32
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                     # an error, not an overflow warning and inf signals
+        with pytest.raises(ValueError, match=r"signals are non-finite at env 0 \(.*'action_variance'.*\): inputs out of range"):
+            ens.predict({'front': obs.front, 'wrist': obs.wrist}, state, 'lift the red cube')
+        with pytest.raises(ValueError, match=r'state has non-finite values \(NaN, inf or beyond float32\) at env 0, index 2'):
+            VLAObservation(obs.front, obs.wrist, state.astype(np.float64) * 1e10, 'x')   # 1e40: beyond float32
+    tight = Normalizer([0.] * 11, [1e-3] * 11, [0.] * 7, [1.] * 7)   # a near-constant training state: tiny stds
+    state[0, 2] = 1e36
+    with pytest.raises(ValueError, match=r'state is out of range: normalised by the training statistics it is non-finite at env 0, index 2 \(1e\+36\)'):
+        EmbeddedVLA(CFG, members=2, normalizer=tight).member_chunks(VLAObservation(obs.front, obs.wrist, state, 'x'))
+    broken = EmbeddedVLA(CFG, members=2)
+    with torch.no_grad(): broken.params['head.4.bias'][1, 0] = float('nan')   # one non-finite weight in member 1
+    with pytest.raises(ValueError, match=r'action chunks or embeddings are non-finite at env 0: .* or non-finite weights'): broken.act(obs)
+
+def test_training_stops_on_non_finite_demonstrations_or_loss(tmp_path):
+    from dataclasses import replace
+    from salus.core import DemosParams, EnvsParams
+    from salus.data import EpisodeStore, record_demonstrations
+    from salus.vla import demo_tensors, train_ensemble
+    envs = EnvsParams(image_size=32, control_hz=10, collision_force=60, seen_tasks=['lift_red'], unseen_tasks=[])
+    record_demonstrations(tmp_path/'demos.zarr', envs, DemosParams(episodes_per_task=2, action_noise=0.05, grasp_noise=0.003), seed=1, progress=False)
+    data = demo_tensors(EpisodeStore.open(tmp_path/'demos.zarr'), CFG, progress=False)
+    bad = replace(data, chunks=data.chunks.copy())
+    bad.chunks[7, 0, 2] = np.nan                           # one NaN in one demonstrated action
+    vla = EmbeddedVLA(CFG, members=2)
+    with pytest.raises(ValueError, match=r'demonstrations: chunks has a non-finite value \(nan\) at step 7 \(episode 0\)'):
+        train_ensemble(vla, bad, epochs=2, batch_size=16, progress=False)
+    with pytest.raises(FloatingPointError, match=r'non-finite training loss at epoch \d+, batch \d+ \(member [01], (flow|goal) loss: (nan|inf)\): check the inputs'):
+        train_ensemble(vla, data, epochs=3, batch_size=16, lr=1e10, progress=False)   # diverges

@@ -37,7 +37,7 @@ class VLAObservation:
             if img.ndim != 4 or img.shape[-1] != 3: raise ValueError(f"{cam} image must be (B,H,W,3) or (H,W,3), got {img.shape}")
             if img.dtype != np.uint8: raise ValueError(f"{cam} image must be uint8 (0-255), got {img.dtype}")
             setattr(self, cam, img)
-        state = np.asarray(self.state, dtype=np.float32)
+        with np.errstate(over='ignore'): state = np.asarray(self.state, dtype=np.float32)  # beyond float32: inf, refused below
         self.state = state[None] if state.ndim == 1 else state
         if isinstance(self.instructions, str): self.instructions = [self.instructions]
         self.instructions = list(self.instructions)
@@ -46,7 +46,9 @@ class VLAObservation:
         if len(self.instructions) == 1 and B > 1: self.instructions *= B
         if len(self.instructions) != B: raise ValueError(f"{len(self.instructions)} instructions for a batch of {B}")
         if any(not isinstance(s, str) or not s.strip() for s in self.instructions): raise ValueError("every instruction must be a non-empty string")
-        if not np.isfinite(self.state).all(): raise ValueError("state has non-finite values")
+        if not np.isfinite(self.state).all():
+            b, i = np.argwhere(~np.isfinite(self.state))[0]
+            raise ValueError(f"state has non-finite values (NaN, inf or beyond float32) at env {b}, index {i}")
 
     def __len__(self) -> int: return len(self.front)
 
@@ -231,6 +233,9 @@ class EmbeddedVLA:
                                       size=(c.image_size, c.image_size), mode='area')
         stat = lambda v: torch.tensor(v, device=self.device)
         state = (torch.from_numpy(obs.state).to(self.device) - stat(n.state_mean)) / stat(n.state_std)
+        if not torch.isfinite(state).all():  # a value far outside the training range, over a tiny training std
+            b, i = torch.nonzero(~torch.isfinite(state))[0].tolist()
+            raise ValueError(f"state is out of range: normalised by the training statistics it is non-finite at env {b}, index {i} ({obs.state[b, i]:g})")
         if self.encoder is None: self.encoder = instruction_encoder()
         text = torch.from_numpy(self.encoder(obs.instructions)).to(self.device)
         return img(obs.front), img(obs.wrist), state.float(), text
@@ -258,6 +263,11 @@ class EmbeddedVLA:
         chunks = x.view(self.members, samples, B, c.chunk_size, c.action_dim) * stat(n.action_std) + stat(n.action_mean)
         chunks = chunks.permute(1, 0, 2, 3, 4).cpu().numpy()
         emb = emb.view(self.members, samples, B, -1)[:, 0].cpu().numpy()
+        bad = ~np.isfinite(chunks).all((0, 1, 3, 4)) | ~np.isfinite(emb).all((0, 2))  # (B,)
+        if bad.any():
+            b = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"action chunks or embeddings are non-finite at env {b}: inputs out of range "
+                             f"(|state| up to {np.abs(obs.state[b]).max():.3g}) or non-finite weights")
         return (chunks[0] if samples == 1 else chunks), emb
 
     # -- the VLAPolicy protocol
@@ -314,7 +324,7 @@ GOAL_SCALE = 0.1  # metres: goal targets are regressed in units of 10 cm
 
 def demo_tensors(store, config:EmbeddedVLAConfig, progress:bool=True) -> DemoTensors:
     "Read a demonstrations `EpisodeStore` into training arrays."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
     meta, ends = store.meta(), store.episode_ends
     text_of = instruction_encoder()
     fronts, wrists, states, chunks, texts, eps, goals = [], [], [], [], [], [], []
@@ -341,6 +351,18 @@ def _random_shift(img:torch.Tensor, pad:int, generator:torch.Generator) -> torch
     cols = (arange(W)[None] + dx[:, None])[:, None, :].expand(B, H, W)
     return padded[arange(B)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
+def _check_demos(data:DemoTensors):
+    "A `ValueError` naming the first non-finite state, action chunk, instruction embedding or goal target, and its step."
+    for name in ('state', 'chunks', 'text', 'goal'):
+        x = getattr(data, name)
+        if x is None: continue
+        flat = np.asarray(x).reshape(len(x), -1)
+        bad = ~np.isfinite(flat)
+        if bad.any():
+            i = int(np.flatnonzero(bad.any(1))[0])
+            raise ValueError(f"demonstrations: {name} has a non-finite value ({flat[i][bad[i]][0]:g}) at step {i} (episode {data.episode[i]}): "
+                             "check the demonstrations store")
+
 def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
                    data:DemoTensors, # from `demo_tensors`
                    epochs:int=20, batch_size:int=64, lr:float=1e-3, seed:int=0,
@@ -348,7 +370,8 @@ def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
                    shift_pixels:int=2, # random image shift augmentation, pixels
                    progress:bool=True) -> list[dict]:
     "Train every member on its own bootstrap resample of the episodes; return the losses per epoch and member."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
+    _check_demos(data)
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     vla.normalizer = Normalizer.fit(data.state, data.chunks)
@@ -383,6 +406,10 @@ def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
             t = torch.rand(vla.members, batch_size, generator=g).to(dev)
             losses = loss_fn(img(front), img(wrist), per_member(state), per_member(text), noise,
                              per_member(chunks), t, per_member(goal))  # (K, 2)
+            if not torch.isfinite(losses).all():
+                k, j = torch.nonzero(~torch.isfinite(losses))[0].tolist()
+                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {i} (member {k}, {('flow', 'goal')[j]} loss: "
+                                         f"{losses[k, j].item():g}): check the inputs (a NaN in the demonstrations?) or lower lr ({lr:g})")
             opt.zero_grad(); (losses[:, 0].sum() + goal_weight * losses[:, 1].sum()).backward(); opt.step(); sched.step()
             totals += losses.detach().cpu()
         means = (totals / n_batches).tolist()
@@ -399,6 +426,8 @@ class VLAEnsemble:
                  batch_size:int=1, # environments stepped together
                  seed:int=0): # seeds the generative heads' noise
         from salus.signals import SEED_SIGNALS, SignalExtractor
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"VLAEnsemble: batch_size must be an integer ≥ 1 (environments stepped together), got {batch_size!r}")
         self.backend = backend
         self.signals = SignalExtractor(tuple(signal_names or SEED_SIGNALS), batch_size)
         self.generator = torch.Generator().manual_seed(seed)
@@ -447,7 +476,7 @@ def evaluate_policy(vla:EmbeddedVLA, # the ensemble
                     instruction_for=None, # optional callable(task, env) -> instruction that replaces the task's
                     progress:bool=True) -> list[dict]:
     "Run `episodes` closed-loop episodes of each task; return one record per episode."
-    from tqdm.auto import tqdm
+    from salus.core import progress_bar as tqdm
     from salus.core import derive_seed
     from salus.envs import make_env
     records = []

@@ -16,8 +16,9 @@ import torch
 from . import VLAObservation
 
 # %% auto #0
-__all__ = ['LEROBOT_VERSION', 'SMOLVLM_SPECIAL_TOKENS', 'SMOLVLM2_500M', 'write_smolvlm', 'tiny_smolvlm', 'tiny_smolvla_config',
-           'SmolVLAAdapter', 'fit_width', 'SmolVLABackend']
+__all__ = ['LEROBOT_VERSION', 'SMOLVLA_PROCESSOR_STEPS', 'SMOLVLM_SPECIAL_TOKENS', 'SMOLVLM2_500M', 'UntrustedCheckpointError',
+           'check_processor_file', 'write_smolvlm', 'tiny_smolvlm', 'tiny_smolvla_config', 'SmolVLAAdapter',
+           'fit_width', 'SmolVLABackend']
 
 # %% ../../nbs/02b_smolvla.ipynb #8f63fa11
 LEROBOT_VERSION = '0.4.4'  # the version `requirements/lerobot.txt` installs
@@ -33,6 +34,31 @@ def _smolvla():
         raise ImportError(f"the SmolVLA backend needs lerobot {LEROBOT_VERSION} ({e}); `make install` installs it "
                           "(see requirements/lerobot.txt)") from e
     return SmolVLAConfig, SmolVLAPolicy, make_smolvla_pre_post_processors, PolicyProcessorPipeline
+
+# the steps SmolVLA's own processors save (`make_smolvla_pre_post_processors`, then `save_pretrained`), by registry name
+SMOLVLA_PROCESSOR_STEPS = ('rename_observations_processor', 'to_batch_processor', 'smolvla_new_line_processor', 'tokenizer_processor',
+                           'device_processor', 'normalizer_processor', 'unnormalizer_processor')
+
+class UntrustedCheckpointError(ValueError):
+    "A checkpoint file names code to run that SmolVLA's own checkpoints never name."
+
+def check_processor_file(path:str|Path) -> dict:
+    "The processor pipeline JSON at `path` if every step is one of `SMOLVLA_PROCESSOR_STEPS`, else an `UntrustedCheckpointError`."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"{p}: no processor file")
+    try: d = json.loads(p.read_text())
+    except json.JSONDecodeError as e: raise UntrustedCheckpointError(f"{p}: not JSON ({e})") from None
+    if not isinstance(d, dict) or not isinstance(d.get('steps'), list) or not all(isinstance(s, dict) for s in d['steps']):
+        raise UntrustedCheckpointError(f'{p}: not a processor pipeline (a "steps" list of objects)')
+    for i, step in enumerate(d['steps']):
+        name = step.get('class', step.get('registry_name'))  # a 'class' is imported by its module path and called with 'config'
+        if 'class' in step or name not in SMOLVLA_PROCESSOR_STEPS:
+            raise UntrustedCheckpointError(f"{p}: step {i} names {name!r}, not one of SmolVLA's processor steps {list(SMOLVLA_PROCESSOR_STEPS)}; "
+                                           "lerobot would import and instantiate it before checking its type: load only trusted checkpoints")
+        state = step.get('state_file')
+        if state is not None and (not isinstance(state, str) or Path(state).name != state):
+            raise UntrustedCheckpointError(f"{p}: step {i}'s state_file {state!r} is not a file name inside the checkpoint folder")
+    return d
 
 # %% ../../nbs/02b_smolvla.ipynb #531bb636
 SMOLVLM_SPECIAL_TOKENS = {'image_token': '<image>', 'fake_image_token': '<fake_token_around_image>',
@@ -187,9 +213,12 @@ class SmolVLABackend:
                 if not (Path(vlm_path)/'config.json').is_file(): raise FileNotFoundError(f"{vlm_path}: not a SmolVLM folder (config.json missing)")
                 config.vlm_model_name = str(vlm_path)
             config.device = device
+            saved = local.is_dir() and (local/'policy_preprocessor.json').is_file()
+            if saved:  # lerobot instantiates whatever class these files name: only SmolVLA's own steps pass
+                for f in ('policy_preprocessor.json', 'policy_postprocessor.json'): check_processor_file(local/f)
             policy = SmolVLAPolicy.from_pretrained(path, config=config)
             tok = str(tokenizer_path or config.vlm_model_name)
-            if local.is_dir() and (local/'policy_preprocessor.json').is_file():
+            if saved:
                 pre = Pipeline.from_pretrained(local, config_filename='policy_preprocessor.json',
                                                overrides={'tokenizer_processor': {'tokenizer_name': tok}, 'device_processor': {'device': device}})
                 from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
