@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .core import derive_seed
-from .data import ACTION_LAYOUT, GOAL_LAYOUT, STATE_LAYOUT, EpisodeStore, StoreSchema, _delete
+from .data import ACTION_LAYOUT, GOAL_LAYOUT, STATE_LAYOUT, EpisodeStore, StoreSchema
 from .envs import FAILURE_TYPES, Shift
 
 # %% auto #0
@@ -179,29 +179,20 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
     store_attrs = dict(kind='rollouts', schema_version_rollouts=1, signal_names=list(cfg.signals), failure_types=list(FAILURE_TYPES),
                        control_hz=cfg.envs['control_hz'], image_size=cfg.envs['image_size'], members=meta['members'],
                        state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT, **(attrs or {}))
-    store = EpisodeStore.open_or_create(path, schema, store_attrs, on_mismatch=on_mismatch)
-    done = store.meta()
-    n = len(store)
-    expected = [(s.index, s.seed) for s in specs[:n]]
-    why = (f"the store has {n} episodes, more than the {len(specs)} asked for" if n > len(specs) else
-           f"its episodes are not the first {n} of this collection (other params or seed)"
-           if list(zip(done['index'].tolist(), done['seed'].tolist())) != expected else None)
-    if why and on_mismatch == 'raise':
-        store.close()
-        raise ValueError(f"{path}: {why}; delete it to start over")
-    if why:
-        print(f"{path}: {why}: deleting it and starting over")
-        store.close(); _delete(str(path))
-        store = EpisodeStore.create(path, schema, store_attrs)
-        done, n = store.meta(), 0
-    if n: print(f"collect: resuming {path} at {n} of {len(specs)} episodes")
-    try: _collect(store, done, specs, cfg, backend, workers, progress)
+    def belongs(store):  # this collection's first episodes, in order, or why not
+        n, done = len(store), store.meta()
+        if n > len(specs): return f"has {n} episodes, more than the {len(specs)} asked for"
+        if list(zip(done['index'].tolist(), done['seed'].tolist())) != [(s.index, s.seed) for s in specs[:n]]:
+            return f"holds episodes that are not the first {n} of this collection (other params or seed)"
+    store = EpisodeStore.open_or_create(path, schema, store_attrs, on_mismatch=on_mismatch, belongs=belongs)
+    if len(store): print(f"collect: resuming {path} at {len(store)} of {len(specs)} episodes")
+    try: _collect(store, specs, cfg, backend, workers, progress)
     finally: store.close()
     return EpisodeStore.open(path)
 
-def _collect(store, done, specs, cfg, backend, workers, progress):
+def _collect(store, specs, cfg, backend, workers, progress):
     from salus.core import progress_bar as tqdm
-    n = len(store)
+    n, done = len(store), store.meta()
     counts = {o: 0 for o in ('success',) + FAILURE_TYPES}
     for o, f in zip(done['outcome'], done['failure_type']): counts['success' if o == 'success' else f] += 1
     bar = tqdm(total=len(specs), initial=n, desc='collect', unit='ep', disable=not progress)

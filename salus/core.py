@@ -273,8 +273,9 @@ def reproduce(root:str|Path='.', # the project
     """`dvc repro`, with params checked first: DVC deletes a stage's (non-persistent) outputs before running it, so a
     bad value found by the stage itself would cost the outputs it had; checked here, nothing is touched."""
     paths = ProjectPaths.find(root)
-    load_params(paths.params)
-    prepare_external_data(paths.root)
+    try: load_params(paths.params)
+    except ParamsError as e: raise ParamsError(f"{e}\n(checked before `dvc repro`: nothing was run, no output was touched)") from None
+    print(f"salus: {prepare_external_data(paths.root)}", flush=True)
     dvc('repro', *stages, cwd=paths.root)
     return paths.root
 
@@ -283,12 +284,7 @@ def salus_repro(root:str='.', # the project
                ):
     "The main job: check params.yaml, make data/ present, `dvc repro` the whole pipeline, sync the README's results."
     try:
-        os.chdir(ProjectPaths.find(root).root)
-        try: load_params('params.yaml')
-        except ParamsError as e: raise ParamsError(f"{e}\n(checked before `dvc repro`: nothing was run, no output was touched)") from None
-        print(f"salus_repro: {prepare_external_data('.')}", flush=True)
-        res = subprocess.run([_tool('dvc'), 'repro'])
-        if res.returncode: raise StageFailed(f"`dvc repro` failed (exit {res.returncode}); its output is above")
+        os.chdir(reproduce(root))  # the README and the results tables are named relative to the project
         from salus.evaluate import sync_readme_results as sync
         for results in ('metrics/results.md', 'metrics/external.md', 'metrics/intervention.md'): sync(results=results)
     except (StageFailed, ParamsError, FileNotFoundError) as e:

@@ -95,6 +95,7 @@ class EpisodeStore:
     @classmethod
     def open_or_create(cls, path:str|Path, schema:StoreSchema, attrs:dict[str, Any]|None=None,
                        on_mismatch:str='raise', # 'raise', or 'restart': delete a store made with another schema or attrs
+                       belongs=None, # optional callable(store) -> why the existing store is not this run's (None: it is)
                       ) -> 'EpisodeStore':
         "Resume the store at `path` if it has this schema and attrs, else create it."
         if on_mismatch not in ('raise', 'restart'): raise ValueError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
@@ -105,12 +106,13 @@ class EpisodeStore:
         if not _exists(path): return cls.create(path, schema, attrs)
         store = cls.open(path, mode='a')
         why = None
-        if store.schema != schema: why = "another schema"
-        elif differ := sorted(k for k, v in (attrs or {}).items() if store.attrs.get(k) != _jsonable(v)): why = f"other {differ}"
+        if store.schema != schema: why = "has another schema"
+        elif differ := sorted(k for k, v in (attrs or {}).items() if store.attrs.get(k) != _jsonable(v)): why = f"was made with other {differ}"
+        elif belongs is not None: why = belongs(store)
         if why is None: return store
         store.close()
-        if on_mismatch == 'raise': raise StoreError(f"{path}: existing store was made with {why}; delete it to start over")
-        print(f"{path}: the existing store was made with {why}: deleting it and starting over")
+        if on_mismatch == 'raise': raise StoreError(f"{path}: the existing store {why}; delete it to start over")
+        print(f"{path}: the existing store {why}: deleting it and starting over")
         _delete(path)
         return cls.create(path, schema, attrs)
 
@@ -175,9 +177,8 @@ class EpisodeStore:
         if 'schema' not in g.attrs: raise StoreError(f"{p}: attribute 'schema' is missing")
         self._commit = _read_commit(p)
         schema, e, n = self.schema, self._commit['n_episodes'], self._commit['n_steps']
-        names = ['meta/episode_ends', *(f'data/{k}' for k in schema.data), *(f'meta/{k}' for k in schema.meta)]
         arrays = {}
-        for name in names:
+        for name in self._arrays():
             try: arrays[name] = g[name]
             except KeyError: raise StoreError(f"{p}: array {name} is missing") from None
             except Exception as ex: raise StoreError(f"{p}: array {name} is unreadable ({type(ex).__name__}: {ex})") from None
@@ -201,39 +202,39 @@ class EpisodeStore:
             bad = np.flatnonzero(~np.isfinite(self._read(name, slice(lo, rows))).reshape(rows - lo, int(np.prod(a.shape[1:]))).all(1))
             if len(bad): raise StoreError(f"{p}: {name} has non-finite values in row {lo + int(bad[0])} (of {len(bad)} bad rows)")
 
-    def _check_chunks(self, arrays:dict):
+    def _check_chunks(self, arrays:dict, every_crc:bool=False) -> int:
         """Every chunk the commit record lists is there with its committed size (a listing), and none it does not list;
-        full chunks of float arrays also match their CRC-32 (so they hold the finite values the writer checked)."""
+        full chunks of float arrays (of every array, with `every_crc`) also match their CRC-32, so they hold the finite
+        values the writer checked; the last, partly filled chunk is decoded instead. Returns the number of chunks checked."""
         files = {k.rstrip('/'): v['size'] for k, v in self._fs.find(self._root, detail=True).items()}
+        checked = 0
         for name, a in arrays.items():
             entries, rows, c = self._commit['chunks'].get(name, {}), self._rows(name), a.chunks[0]
             for i in range(-(-rows // c)):
                 key = self._chunk_path(a, name, i)
                 short, got, entry = key.removeprefix(self._root + '/'), files.get(key), entries.get(str(i))
+                checked += entry is not None
                 if entry is not None and got is None:
                     raise StoreError(f"{self.path}: {name}: chunk {short} is missing (committed, now gone): the store is damaged")
                 if (i + 1) * c > rows:  # the last, partly filled chunk may hold an uncommitted append: decode it instead
-                    if got is not None and (entry is None or got != entry[0]): self._read(name, slice(i * c, rows))
+                    if got is not None and (every_crc or entry is None or got != entry[0]): self._read(name, slice(i * c, rows))
                     continue
                 if entry is None:
                     if got is not None: raise StoreError(f"{self.path}: {name}: chunk {short} is not in the commit record: the store is damaged")
                     continue  # never written: all fill values
                 if got != entry[0]: raise StoreError(f"{self.path}: {name}: chunk {short} has {got} bytes, {entry[0]} were committed: the store is damaged")
-                if np.issubdtype(a.dtype, np.floating) and zlib.crc32(self._fs.cat_file(key)) != entry[1]:
+                if (every_crc or np.issubdtype(a.dtype, np.floating)) and zlib.crc32(self._fs.cat_file(key)) != entry[1]:
                     raise StoreError(f"{self.path}: {name}: chunk {short} fails its CRC-32 check: the store is damaged")
+        return checked
 
     def verify(self) -> int:
-        "Read every committed chunk and check its CRC-32 (the partly filled last chunk of an array is decoded instead); return the number checked."
-        arrays = {name: self.group[name] for name in self._commit['chunks']}
-        for name, entries in self._commit['chunks'].items():
-            a, rows = arrays[name], self._rows(name)
-            for i, (size, crc) in entries.items():
-                if (int(i) + 1) * a.chunks[0] <= rows:
-                    key = self._chunk_path(a, name, int(i))
-                    if zlib.crc32(self._fs.cat_file(key)) != crc:
-                        raise StoreError(f"{self.path}: {name}: chunk {key.removeprefix(self._root + '/')} fails its CRC-32 check: the store is damaged")
-                else: self._read(name, slice(int(i) * a.chunks[0], rows))
-        return sum(map(len, self._commit['chunks'].values()))
+        "What `open` checks, plus the CRC-32 of every committed chunk of every array; returns the number of chunks checked."
+        return self._check_chunks({name: self.group[name] for name in self._arrays()}, every_crc=True)
+
+    def _arrays(self) -> list[str]:
+        "The store's array names: `meta/episode_ends`, then the schema's `data/` and `meta/` arrays."
+        schema = self.schema
+        return ['meta/episode_ends', *(f'data/{k}' for k in schema.data), *(f'meta/{k}' for k in schema.meta)]
 
     def _rows(self, name:str) -> int: return self.n_steps if name.startswith('data/') else self.n_episodes
     def _chunk_path(self, a:zarr.Array, name:str, i:int) -> str:
@@ -263,16 +264,15 @@ class EpisodeStore:
 
     def _cut_uncommitted_tail(self):
         "Drop rows a crashed append wrote past the commit record, and re-record the last chunks it may have rewritten."
-        n, e, spans = self.n_steps, self.n_episodes, {}
-        for name, a in ((f'data/{k}', self.group[f'data/{k}']) for k in self.schema.data):
-            if a.shape[0] > n: a.resize((n, *a.shape[1:])); spans[name] = (n, n + 1)
-        for name in ['meta/episode_ends', *(f'meta/{k}' for k in self.schema.meta)]:
-            a = self.group[name]
-            if a.shape[0] > e: a.resize((e,)); spans[name] = (e, e + 1)
-        spans = {k: (lo - lo % self.group[k].chunks[0], lo) for k, (lo, _) in spans.items()}  # the partly filled chunk, if any
+        spans = {}
+        for name in self._arrays():
+            a, rows = self.group[name], self._rows(name)
+            if a.shape[0] > rows:
+                a.resize((rows, *a.shape[1:]))
+                spans[name] = (rows - rows % a.chunks[0], rows)  # the partly filled last chunk, if any, to re-record
         stray = [f for f in self._fs.find(self._root) if f.endswith('.partial') or re.search(rf'{re.escape(COMMIT_RECORD)}\.\d+\.tmp$', f)]
         for f in stray: self._fs.rm_file(f)  # temporary files of writes a crash interrupted before their rename
-        if spans or stray: self._commit_rows(spans, e, n)
+        if spans or stray: self._commit_rows(spans, self.n_episodes, self.n_steps)
 
     # -- writing
     def append_episode(self, data:dict[str, np.ndarray], # one array per `data/` name, all of the same length T ≥ 1

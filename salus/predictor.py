@@ -540,12 +540,7 @@ class ConformalThresholds:
 
     def _alpha(self, alpha:float) -> int:
         for i, a in enumerate(self.alphas):
-            if not math.isclose(a, alpha): continue
-            rows = [np.shape(x)[0] if np.ndim(x) else 0 for x in (self.constant, self.band_scale)]
-            if i >= min(rows):  # changed after construction
-                raise PredictorError(f"thresholds calibrated for alphas {self.alphas} but constant thresholds has {rows[0]} row(s) "
-                                     f"and band_scale {rows[1]}: one per alpha expected")
-            return i
+            if math.isclose(a, alpha): return i  # (rows and alphas agree: checked on construction)
         raise PredictorError(f"no thresholds for alpha={alpha}; calibrated for {self.alphas}")
 
     def threshold(self, alpha:float, t:np.ndarray|int|None=None, kind:str='constant') -> np.ndarray:

@@ -193,13 +193,12 @@ class SignalExtractor:
             if not np.isfinite(samples).all(): raise ValueError("samples are not finite")
             s['samples'] = samples
         if self.prev_executed is None: self.prev_executed, self.prev_mean = executed.copy(), s['mean'].copy()
-        out = np.stack([fn(s, self) for fn in self._fns], -1)
-        bad = ~(np.abs(out) <= np.finfo(np.float32).max)  # NaN, inf, or beyond float32 (huge but finite inputs)
-        if bad.any():
+        with np.errstate(over='ignore'): out = np.stack([fn(s, self) for fn in self._fns], -1).astype(np.float32)
+        if not np.isfinite(out).all():  # NaN, inf, or beyond float32 (huge but finite inputs): one check on the cast values
+            bad = ~np.isfinite(out)
             b = int(np.flatnonzero(bad.any(-1))[0])
             raise ValueError(f"signals are non-finite at env {b} ({', '.join(repr(self.names[j]) for j in np.flatnonzero(bad[b]))}): "
                              f"inputs out of range (|chunks| up to {np.abs(chunks[:, b]).max():.3g})")
-        out = out.astype(np.float32)
         eps = s['std0'].mean(-1)
         self.epistemic_history = np.roll(self.epistemic_history, 1, axis=1)
         self.epistemic_history[:, 0] = eps
