@@ -16,7 +16,7 @@ from torch import nn
 from .data import EpisodeStore
 from .metrics import (EpisodeSummary, EvaluationError, RankedScores, Unit, early_cutoffs, early_max, episode_starts,
                            hierarchical_bootstrap, running_max, summarise_episodes)
-from .predictor import (FailurePredictor, PredictorConfig, SignalEpisodes, TrainConfig, conformal_quantile, episode_steps,
+from .predictor import (FailurePredictor, check_loss, PredictorConfig, SignalEpisodes, TrainConfig, conformal_quantile, episode_steps,
                              fit_temperature, load_signal_episodes, split_episodes, train_predictor)
 
 # %% auto #0
@@ -436,9 +436,9 @@ class RNDScorer(Scorer):
         xt = torch.as_tensor(self.norm(x), dtype=torch.float32)
         opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
         g = torch.Generator().manual_seed(seed)
-        for _ in range(self.epochs):
-            for b in torch.randperm(len(xt), generator=g).split(self.bs):
-                loss = (self.net(xt[b]) - self.target(xt[b])).pow(2).mean()
+        for epoch in range(self.epochs):
+            for i, b in enumerate(torch.randperm(len(xt), generator=g).split(self.bs)):
+                loss = check_loss((self.net(xt[b]) - self.target(xt[b])).pow(2).mean(), epoch, i)
                 opt.zero_grad(); loss.backward(); opt.step()
         return self
     @torch.no_grad()
@@ -454,10 +454,10 @@ def _train_early_stopped(net:nn.Module, opt, n:int, # training items, drawn in m
     "Minibatch training (batch order from `seed`) keeping the weights of the best validation loss, stopping after `patience` epochs without improvement."
     g = torch.Generator().manual_seed(seed)
     best, state, waited = math.inf, None, 0
-    for _ in range(epochs):
+    for epoch in range(epochs):
         net.train()
-        for b in torch.randperm(n, generator=g).split(batch_size):
-            loss = batch_loss(b)
+        for i, b in enumerate(torch.randperm(n, generator=g).split(batch_size)):
+            loss = check_loss(batch_loss(b), epoch, i)
             opt.zero_grad(); loss.backward(); opt.step()
         if not has_val: continue
         net.eval()

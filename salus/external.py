@@ -17,7 +17,7 @@ from torch import nn
 from .data import EpisodeStore, StoreSchema, horizon_steps
 from .evaluate import EvalData, EvaluationError, Scorer, ScoredSeed, _standardiser, _tile, score_seed
 from .metrics import RankedScores, early_cutoffs, early_max, running_max
-from .predictor import SignalEpisodes
+from .predictor import SignalEpisodes, check_loss
 
 # %% auto #0
 __all__ = ['ACTPROBE_FEATURES', 'EXTERNAL_META', 'PROTOCOLS', 'PUBLISHED_PI0_LIBERO', 'ExternalLogError', 'LoggedEpisode',
@@ -226,8 +226,9 @@ class ActProbeScorer(Scorer):
         best, state, waited = -math.inf, None, 0
         for epoch in range(1, self.epochs + 1):
             self.net.train()
-            for b in torch.randperm(len(x), generator=g).split(self.bs):
-                loss = (nn.functional.binary_cross_entropy_with_logits(self.net(x[b], text[b]), y[b], reduction='none') * mask[b]).sum() / mask[b].sum()
+            for i, b in enumerate(torch.randperm(len(x), generator=g).split(self.bs)):
+                loss = check_loss((nn.functional.binary_cross_entropy_with_logits(self.net(x[b], text[b]), y[b], reduction='none') * mask[b]).sum()
+                                  / mask[b].sum(), epoch, i, self.lr)
                 opt.zero_grad(); loss.backward(); nn.utils.clip_grad_norm_(self.net.parameters(), 1.0); opt.step()
             sched.step()
             if epoch % self.check_every and epoch != self.epochs: continue

@@ -20,7 +20,7 @@ from .envs import FAILURE_TYPES
 # %% auto #0
 __all__ = ['SPLITS', 'ARCHITECTURES', 'PredictorError', 'episode_steps', 'SignalEpisodes', 'check_signals',
            'load_signal_episodes', 'split_episodes', 'signal_windows', 'PredictorConfig', 'FailurePredictor', 'roc_auc',
-           'average_precision', 'TrainConfig', 'train_predictor', 'fit_temperature', 'conformal_quantile',
+           'average_precision', 'TrainConfig', 'check_loss', 'train_predictor', 'fit_temperature', 'conformal_quantile',
            'ConformalThresholds', 'conformal_thresholds', 'PredictorStream', 'save_predictor', 'load_predictor',
            'synthetic_signal_episodes', 'synthetic_store']
 
@@ -379,6 +379,23 @@ class TrainConfig:
     max_pos_weight: float = 50.0
     seed: int = 0
 
+    def __post_init__(self):
+        for k in ('epochs', 'patience', 'batch_size'):
+            if getattr(self, k) < 1: raise PredictorError(f"TrainConfig.{k} must be ≥ 1, got {getattr(self, k)}")
+        for k in ('lr', 'max_pos_weight'):
+            if not getattr(self, k) > 0 or not math.isfinite(getattr(self, k)): raise PredictorError(f"TrainConfig.{k} must be finite and > 0, got {getattr(self, k)}")
+        if not 0 <= self.weight_decay < math.inf: raise PredictorError(f"TrainConfig.weight_decay must be finite and ≥ 0, got {self.weight_decay}")
+
+def check_loss(loss:torch.Tensor, # a scalar training loss
+               epoch:int, batch:int, # where in training, for the message
+               lr:float|None=None, # the learning rate, for the message
+              ) -> torch.Tensor:
+    "`loss`, or a `FloatingPointError` naming the epoch and batch where it is not finite (before it reaches the weights)."
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite training loss ({loss.item():g}) at epoch {epoch}, batch {batch}: check the inputs "
+                                 "(a NaN or huge value?)" + (f" or lower lr ({lr:g})" if lr is not None else ''))
+    return loss
+
 def _pos_weight(labels:np.ndarray, cap:float) -> torch.Tensor:
     pos = labels.reshape(len(labels), -1).sum(0).astype(float)
     neg = len(labels) - pos
@@ -435,10 +452,7 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
         order, total = rng.permutation(len(xt)), 0.0
         for i in range(0, len(order), tc.batch_size):
             b = order[i:i + tc.batch_size]
-            loss = loss_of(xt[b], yt[b], b, (et, wt) if config.episode_output else None)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss ({loss.item():g}) at epoch {epoch}, batch {i // tc.batch_size}: "
-                                         f"check the inputs (a NaN or huge signal?) or lower lr ({tc.lr:g})")
+            loss = check_loss(loss_of(xt[b], yt[b], b, (et, wt) if config.episode_output else None), epoch, i // tc.batch_size, tc.lr)
             opt.zero_grad(); loss.backward(); opt.step()
             total += loss.item() * len(b)
         model.eval()
@@ -540,7 +554,12 @@ class ConformalThresholds:
 
     def _alpha(self, alpha:float) -> int:
         for i, a in enumerate(self.alphas):
-            if math.isclose(a, alpha): return i  # (rows and alphas agree: checked on construction)
+            if not math.isclose(a, alpha): continue
+            rows = [np.shape(x)[0] if np.ndim(x) else 0 for x in (self.constant, self.band_scale)]
+            if i >= min(rows):  # changed after construction
+                raise PredictorError(f"thresholds calibrated for alphas {self.alphas} but constant thresholds has {rows[0]} row(s) "
+                                     f"and band_scale {rows[1]}: one per alpha expected")
+            return i
         raise PredictorError(f"no thresholds for alpha={alpha}; calibrated for {self.alphas}")
 
     def threshold(self, alpha:float, t:np.ndarray|int|None=None, kind:str='constant') -> np.ndarray:

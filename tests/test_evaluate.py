@@ -349,3 +349,14 @@ def test_units_scored_in_worker_processes_equal_the_serial_ones(tmp_path):
             for k in x.splits: np.testing.assert_array_equal(x.splits[k].scores, y.splits[k].scores)
     assert set(serial[1][0].splits) == {'heldout'} and set(serial[0][0].splits) == {'seen', 'unseen'}
     with pytest.raises(EvaluationError, match='unknown unit kind'): score_units(plan, [('loo', 0, 0, 1, 2)], progress=False)
+
+def test_baseline_training_stops_at_a_non_finite_loss():
+    "The SAFE baselines' shared training loop fails at the first non-finite loss, naming where, instead of keeping NaN weights."
+    import torch
+    from salus.evaluate import _train_early_stopped
+    net = torch.nn.Linear(2, 1)
+    x = torch.randn(8, 2); x[5] = float('nan')                       # one damaged input row
+    with pytest.raises(FloatingPointError, match=r'non-finite training loss \(nan\) at epoch 0, batch 0'):
+        _train_early_stopped(net, torch.optim.SGD(net.parameters(), lr=0.1), 8, lambda b: net(x[b]).pow(2).mean(),
+                             lambda: torch.tensor(0.0), True, epochs=2, patience=1, batch_size=8, seed=0)
+    assert torch.isfinite(net.weight).all()                           # stopped before the NaN reached the weights

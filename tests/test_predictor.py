@@ -1,7 +1,7 @@
 """The SALUS predictor on episode stores the tests make: it finds a real pre-failure structure and finds nothing in noise,
 its conformal thresholds hold their false-alarm rate on fresh successes, its splits cannot leak, and bad input fails
 clearly."""
-import json
+import json, re
 
 import numpy as np
 import pytest
@@ -226,3 +226,8 @@ def test_training_stops_at_a_non_finite_loss(tmp_path):
     cfg = PredictorConfig(data.signal_names, HORIZONS, data.control_hz, window=4)
     with pytest.raises(FloatingPointError, match=r'non-finite training loss \((nan|inf)\) at epoch 0, batch [1-9]\d*: check the inputs .* or lower lr \(1e\+10\)'):
         train_predictor(data, sp['train'], sp['val'], cfg, TrainConfig(epochs=3, lr=1e10, batch_size=64), progress=False)
+
+def test_train_config_refuses_values_training_cannot_use():
+    for bad, message in [(dict(batch_size=0), 'TrainConfig.batch_size must be ≥ 1, got 0'), (dict(lr=0.0), 'TrainConfig.lr must be finite and > 0'),
+                         (dict(epochs=0), 'TrainConfig.epochs must be ≥ 1'), (dict(weight_decay=-1.0), 'TrainConfig.weight_decay must be finite and ≥ 0')]:
+        with pytest.raises(PredictorError, match=re.escape(message)): TrainConfig(**bad)
