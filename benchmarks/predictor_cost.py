@@ -1,7 +1,9 @@
 """Per-step cost on CPU of the SALUS monitor's inputs and model, for one environment: the signal extractor (the default
 profile's signals: K=3 members, 4 generative samples, a 768-d embedding against 2048 reference embeddings) plus one
-streaming predictor step, for each architecture, without and with the v2 episode-outcome output (`step` vs `step_all`,
-timed side by side in one run). Target: signals + predictor ≤ 0.5 ms per step.
+streaming predictor step, for each architecture, without and with the v2 episode-outcome output (`step` vs `step_all`),
+and with both and a task context (k = 4: the instruction's MiniLM embedding, looked up in the encoder's cache every
+step as the monitor does, projected and appended), timed side by side in one run. Target: signals + predictor ≤ 0.5 ms
+per step.
 
     python benchmarks/predictor_cost.py [--steps 2000] [--checkpoint checkpoints/predictor/seed0]     # prints JSON
 
@@ -15,8 +17,10 @@ import numpy as np
 import torch
 
 from salus.core import load_params
+from salus.envs import get_task
 from salus.predictor import ARCHITECTURES, FailurePredictor, PredictorConfig, PredictorStream, load_predictor
 from salus.signals import FeatureNovelty, SignalExtractor
+from salus.vla import instruction_encoder
 
 def timed(fn, steps:int, warmup:int=50) -> float:
     "Median-free mean ms per call of fn(i) over `steps` calls, after `warmup` calls."
@@ -40,10 +44,16 @@ def main(steps:int, checkpoint:str|None):
     extractor.reset()
     signal_ms = timed(lambda i: extractor.step(chunks[i], chunks[i, 0, :, 0], samples=samples[i], embedding=emb[i]), steps)
     p = params.predictor
-    make = lambda arch, episode: FailurePredictor(PredictorConfig(list(names), p.horizons_s, params.envs.control_hz, window=p.window, arch=arch,
-                                                                  hidden=p.hidden, dropout=p.dropout, episode_output=episode)).eval()
+    make = lambda arch, episode, k=0: FailurePredictor(PredictorConfig(list(names), p.horizons_s, params.envs.control_hz, window=p.window,
+                                                                       arch=arch, hidden=p.hidden, dropout=p.dropout, episode_output=episode,
+                                                                       task_context=k)).eval()
+    encoder = instruction_encoder()
+    instructions = [get_task(t).instruction(k) for t in params.envs.seen_tasks for k in range(len(get_task(t).phrasings))]
     models = {}
-    for arch in ARCHITECTURES: models[arch], models[f'{arch} + episode output'] = make(arch, False), make(arch, True)
+    for arch in ARCHITECTURES:
+        models[arch], models[f'{arch} + episode output'] = make(arch, False), make(arch, True)
+        models[f'{arch} + episode output + task context'] = make(arch, True, 4)
+        models[f'{arch} + episode output + task context'].set_task_context(encoder(instructions))
     if checkpoint and Path(checkpoint).is_dir():
         trained = load_predictor(checkpoint)
         models[f"trained ({trained.config.arch}{' + episode output' if trained.config.episode_output else ''})"] = trained
@@ -51,7 +61,8 @@ def main(steps:int, checkpoint:str|None):
     for name, model in models.items():
         stream = PredictorStream(model)
         step = stream.step_all if model.config.episode_output else stream.step
-        predictor_ms[name] = round(timed(lambda i: step(signals[i]), steps), 4)
+        if model.config.task_context: predictor_ms[name] = round(timed(lambda i: step(signals[i], encoder(instructions[:1])), steps), 4)
+        else: predictor_ms[name] = round(timed(lambda i: step(signals[i]), steps), 4)
     total = {k: round(signal_ms + v, 4) for k, v in predictor_ms.items()}
     return dict(benchmark='predictor_cost', steps=steps, members=K, signals=list(names), torch_threads=1,
                 ms_per_step=dict(signals=round(signal_ms, 4), predictor=predictor_ms, signals_plus_predictor=total),

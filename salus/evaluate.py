@@ -304,7 +304,9 @@ class SalusScorer(Scorer):
                  architectures:Sequence[str]|None=None, # candidates for `config.arch`, chosen on validation (default: config's)
                  readouts:Sequence[str]|None=None, # candidates for the overall score (READOUTS), chosen with the architecture
                  select_by:str='auroc', # 'auroc': validation step AUROC (mean over horizons); 'macro' / 'pooled': validation early-detection AUC
-                 q:float=0.25): # the early-detection fraction of `select_by` 'macro' / 'pooled'
+                 q:float=0.25, # the early-detection fraction of `select_by` 'macro' / 'pooled'
+                 task_contexts:Sequence[int]|None=None, # candidates for `config.task_context`, chosen with the architecture (default: config's)
+                 encoder:Callable[[Sequence[str]], np.ndarray]|None=None): # instructions → embeddings for a task context (default: MiniLM)
         if (model is None) == (config is None): raise EvaluationError("SalusScorer: give a trained model or a config to train, not both")
         if select_by not in SELECTION: raise EvaluationError(f"SalusScorer: select_by must be one of {SELECTION}, got {select_by!r}")
         self.model, self.config, self.train_config = model, config, train_config or TrainConfig()
@@ -315,28 +317,44 @@ class SalusScorer(Scorer):
         if 'episode' in self.readouts and not has_episode: raise EvaluationError("SalusScorer: readout 'episode' needs a predictor with episode_output")
         if select_by == 'auroc' and len(self.readouts) > 1: raise EvaluationError("SalusScorer: choosing a readout needs select_by 'macro' or 'pooled'")
         self.select_by, self.q, self.readout = select_by, q, self.readouts[0]
+        self.task_contexts = [int(k) for k in task_contexts] if task_contexts else [(config or model.config).task_context]
+        if bad := [k for k in self.task_contexts if k < 0]: raise EvaluationError(f"SalusScorer: task contexts must be ≥ 0, got {bad}")
+        self.encoder = encoder
         self.chosen: dict|None = None  # after fit: the kept architecture and readout and every candidate's validation number
+    def _episodes(self, data, k:int) -> SignalEpisodes:
+        "The data's episodes, with their instruction embeddings where a task context needs them (embedded once per data)."
+        e = data.episodes
+        if not k or e.context is not None: return e
+        if self.encoder is None:
+            from salus.vla import instruction_encoder
+            self.encoder = instruction_encoder()
+        data.episodes = e.with_context(self.encoder)
+        return data.episodes
     def _overall(self, model, sub, readout) -> tuple[np.ndarray, np.ndarray]:
         horizon, episode = model.predict_episodes_all(sub)
         return horizon[:, :, -1].astype(np.float64), (horizon[:, -1, -1] if readout == 'horizon' else episode[:, -1]).astype(np.float64)
     def fit(self, data, train, val, seed=0):
         if self.config is None: return self  # trained already
-        e = data.episodes
         candidates = {}
-        for arch in self.architectures:
-            model, _ = train_predictor(e, train, val, replace(self.config, arch=arch), replace(self.train_config, seed=seed), progress=False)
-            for readout in self.readouts:
-                if self.select_by == 'auroc': value = validation_auroc(model, e.subset(val))
-                else: value = early_detection_auc(self._overall(model, e.subset(val), readout)[1], data, val, self.q, self.select_by)
-                candidates[arch, readout] = (model, value)
-        best = max(candidates, key=lambda k: -1 if candidates[k][1] is None else candidates[k][1])   # ties: the first candidate
+        for k in self.task_contexts:
+            e = self._episodes(data, k)
+            for arch in self.architectures:
+                config = replace(self.config, arch=arch, task_context=k)
+                model, _ = train_predictor(e, train, val, config, replace(self.train_config, seed=seed), progress=False)
+                for readout in self.readouts:
+                    if self.select_by == 'auroc': value = validation_auroc(model, e.subset(val))
+                    else: value = early_detection_auc(self._overall(model, e.subset(val), readout)[1], data, val, self.q, self.select_by)
+                    candidates[arch, readout, k] = (model, value)
+        best = max(candidates, key=lambda c: -1 if candidates[c][1] is None else candidates[c][1])   # ties: the first candidate
         self.model, self.readout = candidates[best][0], best[1]
-        self.chosen = {'arch': best[0], 'readout': best[1], f'val_{self.select_by}': {(a if self.select_by == 'auroc' else f'{a}/{r}'): v for (a, r), (_, v) in candidates.items()}}
-        fit_temperature(self.model, e, val)
+        name = lambda a, r, k: '/'.join([a] + ([r] if self.select_by != 'auroc' else []) + ([f'task{k}'] if len(self.task_contexts) > 1 else []))
+        self.chosen = {'arch': best[0], 'readout': best[1], f'val_{self.select_by}': {name(*c): v for c, (_, v) in candidates.items()}}
+        if len(self.task_contexts) > 1: self.chosen['task_context'] = best[2]
+        fit_temperature(self.model, self._episodes(data, best[2]), val)
         return self
     def score(self, data, episodes):
         if self.model is None: raise EvaluationError("SalusScorer: call fit before score")
-        return self._overall(self.model, data.episodes.subset(episodes), self.readout)
+        return self._overall(self.model, self._episodes(data, self.model.config.task_context).subset(episodes), self.readout)
 
 # %% ../nbs/06_evaluate.ipynb #59f9b797
 class SignalScorer(Scorer):
@@ -737,9 +755,10 @@ class ScorerFactory:
     readouts: list[str]|None = None  # SALUS's overall-score candidates (default: its episode output if it has one)
     select_by: str = 'auroc'  # how SALUS's candidates are chosen on validation (SalusScorer)
     q: float = 0.25
+    task_contexts: list[int]|None = None  # SALUS's task-context candidates (default: the config's)
     def __call__(self) -> list[Scorer]:
         return [SalusScorer(config=self.config, train_config=self.train_config, architectures=self.architectures, readouts=self.readouts,
-                            select_by=self.select_by, q=self.q)] + \
+                            select_by=self.select_by, q=self.q, task_contexts=self.task_contexts)] + \
                make_baselines(self.baselines, self.config.signal_names)
 
 @dataclass

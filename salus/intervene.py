@@ -18,7 +18,7 @@ from .core import derive_seed
 from .envs import FAILURE_TYPES, ScriptedExpert, Shift, make_env
 from .predictor import ConformalThresholds, FailurePredictor, PredictorStream
 from .signals import FeatureNovelty, SignalExtractor
-from .vla import VLAObservation
+from .vla import VLAObservation, instruction_encoder
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'CONDITIONS', 'InterventionError', 'MonitorConfig', 'Decision', 'consensus_action', 'Monitor',
@@ -144,7 +144,7 @@ class Monitor:
         t1 = time.perf_counter()
         embedding = np.concatenate(list(emb), -1) if self.need_embedding else None
         signals = self.extractor.step(chunks, proposed, samples=samples, embedding=embedding)
-        risk = self.stream.step(signals)
+        risk = self.stream.step(signals, instruction_encoder()(obs.instructions) if self.stream.model.config.task_context else None)
         alarm = (risk > self.threshold).any((1, 2))
         action, kind = proposed.copy(), np.full(B, 'proceed', dtype=object)
         helping = self.help_left > 0

@@ -188,6 +188,11 @@ class PredictorParams(ParamsGroup):
         if any(not 0 < a < 1 for a in self.alphas): raise ValueError(f"alphas must be in (0, 1), got {self.alphas}")
         return self
 
+def _check_task_contexts(ks:list[int]):
+    "SALUS's task-context candidates: k principal components of the instruction embedding (MiniLM, 384-d), 0 for none; named once."
+    if bad := [k for k in ks if not 0 <= k <= 384]: raise ValueError(f"salus_task_context: each k must be in 0..384, got {bad}")
+    if len(set(ks)) != len(ks): raise ValueError(f"salus_task_context repeats: {ks}")
+
 class EvaluateParams(ParamsGroup):
     "SALUS against the baselines and the confound controls on held-out episodes (stage `evaluate`, salus.evaluate)."
     baselines: list[str] = Field(min_length=1)  # names from `salus.evaluate.BASELINES` (controls included)
@@ -202,6 +207,7 @@ class EvaluateParams(ParamsGroup):
     heldout_tasks: list[list[str]]  # SAFE's protocol: folds of seen tasks withheld from every scorer's fitting ([] for none)
     salus_readout: Literal['horizon', 'episode']  # SALUS's episode score: its longest horizon, or its episode-outcome output
     salus_select_by: Literal['auroc', 'macro', 'pooled']  # what picks SALUS's architecture on validation: step AUROC, or early AUC
+    salus_task_context: list[int] = Field(min_length=1)  # SALUS's task-context candidates (k, see below), chosen with the architecture
     workers: int = Field(ge=1, le=64)  # processes scoring the units (collections × seeds and folds); 1: in the stage's own process
 
     @model_validator(mode='after')
@@ -217,6 +223,7 @@ class EvaluateParams(ParamsGroup):
         if not any(abs(a - self.main_alpha) < 1e-9 for a in self.alphas): raise ValueError(f"main_alpha {self.main_alpha} is not one of alphas {self.alphas}")
         if bad := [f for f in self.heldout_tasks if not f or len(set(f)) != len(f)]:
             raise ValueError(f"heldout_tasks: each fold needs one or more distinct tasks, got {bad}")
+        _check_task_contexts(self.salus_task_context)
         return self
 
 EXTERNAL_ONLY_BASELINES = ('actprobe',)  # scorers that only the `external` stage builds (they read logged features and instructions)
@@ -235,6 +242,7 @@ class ExternalParams(ParamsGroup):
     baselines: list[str]  # besides SALUS and each logged feature alone: names from `salus.evaluate.BASELINES` or 'actprobe'
     salus_readout: Literal['horizon', 'episode']  # SALUS's episode score: its longest horizon, or its episode-outcome output
     salus_select_by: Literal['auroc', 'macro', 'pooled']  # what picks SALUS's architecture on validation: step AUROC, or early AUC
+    salus_task_context: list[int] = Field(min_length=1)  # SALUS's task-context candidates (k, see below), chosen with the architecture
     epochs: int = Field(ge=1, le=10_000)  # most epochs of the learned baselines (actprobe, safe), with early stopping
     bootstrap: int = Field(ge=1, le=100_000)  # resamples (seeds, then episodes) for the intervals
     confidence: float = Field(gt=0, lt=1)
@@ -251,6 +259,7 @@ class ExternalParams(ParamsGroup):
         if len(set(self.protocols)) != len(self.protocols): raise ValueError(f"protocols repeat: {self.protocols}")
         try: horizon_steps(self.horizons_s, self.control_hz)
         except ValueError as e: raise ValueError(f"horizons_s: {e}") from None
+        _check_task_contexts(self.salus_task_context)
         return self
 
 class InterveneParams(ParamsGroup):

@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import json, math, warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ class SignalEpisodes:
     control_hz: float
     failure_types: list[str]
     episode_ids: np.ndarray  # (E,) the episodes' indices in the store they came from
+    context: np.ndarray|None = None  # (E, D) float32 instruction embeddings, for predictors with a task context (`with_context`)
 
     def __post_init__(self):
         "Signals floating point and finite (stored float32), one name per column; labels (N, H, K+1); episodes ending at N."
@@ -63,6 +64,11 @@ class SignalEpisodes:
         if np.shape(self.labels) != (N, H, K1): raise PredictorError(f"labels must be (N={N}, H={H}, K+1={K1}), got {np.shape(self.labels)}")
         last = int(self.episode_ends[-1]) if len(self.episode_ends) else 0
         if last != N: raise PredictorError(f"episode_ends must end at the number of steps N={N}, got {last}")
+        if self.context is not None:
+            c = np.asarray(self.context)
+            if c.ndim != 2 or len(c) != len(self.episode_ends):
+                raise PredictorError(f"context must be (E={len(self.episode_ends)}, D) instruction embeddings, got shape {c.shape}")
+            self.context = check_signals(c, 'context (instruction embeddings)')
 
     @property
     def n_episodes(self) -> int: return len(self.episode_ends)
@@ -92,7 +98,15 @@ class SignalEpisodes:
         steps = episode_steps(self.episode_ends, idx)
         return SignalEpisodes(self.signals[steps], self.labels[steps], np.cumsum(self.lengths[idx]).astype(np.int64),
                               {k: v[idx] for k, v in self.meta.items()}, self.signal_names, self.horizons_s, self.horizons,
-                              self.control_hz, self.failure_types, self.episode_ids[idx])
+                              self.control_hz, self.failure_types, self.episode_ids[idx],
+                              None if self.context is None else self.context[idx])
+
+    def with_context(self, encoder:Callable[[Sequence[str]], np.ndarray], # instructions → (B, D) embeddings (`salus.vla.instruction_encoder()`)
+                    ) -> 'SignalEpisodes':
+        "These episodes with `context`: the embedding of each episode's instruction (`meta['instruction']`)."
+        if 'instruction' not in self.meta: raise PredictorError("a task context needs meta['instruction'] per episode; these episodes have none")
+        emb = np.asarray(encoder([str(s) for s in self.meta['instruction']]), np.float32)
+        return replace(self, context=emb.reshape(self.n_episodes, -1))
 
 # %% ../nbs/05_predictor.ipynb #38163841
 _NEEDED_META = ('split', 'task', 'outcome', 'failure_type', 'failure_step')
@@ -192,6 +206,8 @@ class PredictorConfig:
     dropout: float = 0.1
     clip: float = 6.0  # normalised inputs are clipped to ±clip
     episode_output: bool = False  # also predict the episode's outcome (h = ∞, "this episode will fail"), per type and any
+    task_context: int = 0  # k: principal components of the instruction embedding fed beside the signals at every step (0: none)
+    context_dim: int = 384  # D: the instruction embedding's size (MiniLM's), when task_context > 0
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES: raise PredictorError(f"unknown architecture {self.arch!r}; one of {ARCHITECTURES}")
@@ -199,10 +215,16 @@ class PredictorConfig:
         if len(set(self.signal_names)) != len(self.signal_names): raise PredictorError(f"signal names repeat: {self.signal_names}")
         if self.window < 1 or self.hidden < 1: raise PredictorError(f"window and hidden must be ≥ 1, got {self.window}, {self.hidden}")
         if not 0 <= self.dropout < 1: raise PredictorError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.task_context <= self.context_dim:
+            raise PredictorError(f"task_context must be in 0..context_dim={self.context_dim}, got {self.task_context}")
         self.horizons  # validates the horizons
 
     @property
     def horizons(self) -> list[int]: return horizon_steps(self.horizons_s, self.control_hz)
+    @property
+    def input_names(self) -> list[str]:
+        "The encoder's input columns: the signals, then the task context's coordinates."
+        return list(self.signal_names) + [f'task_pc{j}' for j in range(self.task_context)]
     @property
     def output_names(self) -> list[str]: return list(self.failure_types) + ['any']
     @property
@@ -218,7 +240,7 @@ class PredictorConfig:
 class _WindowMLP(nn.Module):
     def __init__(self, c:PredictorConfig, n_out:int):
         super().__init__()
-        S = len(c.signal_names)
+        S = len(c.input_names)
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(c.window * S, c.hidden), nn.GELU(), nn.Dropout(c.dropout),
                                  nn.Linear(c.hidden, c.hidden), nn.GELU(), nn.Linear(c.hidden, n_out))
     def forward(self, x): return self.net(x)
@@ -226,7 +248,7 @@ class _WindowMLP(nn.Module):
 class _WindowGRU(nn.Module):
     def __init__(self, c:PredictorConfig, n_out:int):
         super().__init__()
-        self.gru = nn.GRU(len(c.signal_names), c.hidden, batch_first=True)
+        self.gru = nn.GRU(len(c.input_names), c.hidden, batch_first=True)
         self.head = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(c.hidden, n_out))
     def forward(self, x): return self.head(self.gru(x)[1][-1])
 
@@ -234,7 +256,7 @@ class _CausalConv(nn.Module):
     "Two dilated causal convolutions over the window, read at the last step."
     def __init__(self, c:PredictorConfig, n_out:int):
         super().__init__()
-        S, H = len(c.signal_names), c.hidden
+        S, H = len(c.input_names), c.hidden
         self.c1, self.c2 = nn.Conv1d(S, H, 3), nn.Conv1d(H, H, 3, dilation=2)
         self.head = nn.Sequential(nn.GELU(), nn.Dropout(c.dropout), nn.Linear(H, n_out))
     def forward(self, x):
@@ -245,11 +267,11 @@ class _CausalConv(nn.Module):
 _ENCODERS = {'mlp': _WindowMLP, 'gru': _WindowGRU, 'conv': _CausalConv}
 
 class FailurePredictor(nn.Module):
-    "Raw signal windows (B, W, S) → failure logits (B, H, K+1) (and episode-outcome logits (B, K+1)); normalisation and temperatures inside."
+    "Raw input windows (B, W, S [+ k task coordinates]) → failure logits (B, H, K+1) (and episode-outcome logits (B, K+1)); normalisation, task context and temperatures inside."
     def __init__(self, config:PredictorConfig):
         super().__init__()
         self.config = config
-        S, (H, K1) = len(config.signal_names), config.output_shape
+        S, (H, K1) = len(config.input_names), config.output_shape
         self.encoder = _ENCODERS[config.arch](config, config.n_outputs)
         self.register_buffer('centre', torch.zeros(S))
         self.register_buffer('scale', torch.ones(S))
@@ -258,24 +280,64 @@ class FailurePredictor(nn.Module):
         if config.episode_output:
             self.register_buffer('episode_temperature', torch.ones(K1))
             self.register_buffer('episode_bias', torch.zeros(K1))
+        if config.task_context:  # the instruction embedding's principal components over the training tasks (`set_task_context`)
+            self.register_buffer('context_mean', torch.zeros(config.context_dim))
+            self.register_buffer('context_basis', torch.zeros(config.task_context, config.context_dim))
+            self.register_buffer('context_scale', torch.ones(config.task_context))
 
     def set_normalisation(self, signals:np.ndarray):
-        "Per-signal median and inter-quartile scale (floored) of the training steps."
+        "Per-signal median and inter-quartile scale (floored) of the training steps (the task coordinates are standardised already)."
         x = check_signals(signals, 'normalisation signals')
+        S = len(self.config.signal_names)
+        if x.ndim != 2 or x.shape[1] != S: raise PredictorError(f"normalisation signals must be (N, {S}) for {self.config.signal_names}, got {x.shape}")
         q25, q50, q75 = np.percentile(x, [25, 50, 75], axis=0)
         scale = np.maximum(q75 - q25, 1e-3 * np.maximum(np.abs(x).mean(0), 1e-6))
-        self.centre.copy_(torch.as_tensor(q50)); self.scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+        self.centre[:S] = torch.as_tensor(q50); self.scale[:S] = torch.as_tensor(scale, dtype=torch.float32)
+
+    def set_task_context(self, embeddings:np.ndarray):
+        "The task context's basis: the top-k principal components of the distinct training instructions' embeddings (n, D), unit variance."
+        c = self.config
+        if not c.task_context: raise PredictorError("this predictor has no task context (config.task_context = 0)")
+        if np.ndim(embeddings) != 2 or np.shape(embeddings)[1] != c.context_dim:
+            raise PredictorError(f"instruction embeddings must be (n, {c.context_dim}), got {np.shape(embeddings)}")
+        e = np.unique(check_signals(np.asarray(embeddings, np.float32), 'instruction embeddings'), axis=0)
+        if len(e) <= c.task_context:
+            raise PredictorError(f"task_context={c.task_context} needs more than {c.task_context} distinct training instructions, got {len(e)}")
+        mean = e.mean(0)
+        _, sv, vt = np.linalg.svd(e - mean, full_matrices=False)
+        coords_std = sv[:c.task_context] / math.sqrt(len(e))
+        if (coords_std < 1e-6).any(): raise PredictorError(f"the training instructions span fewer than task_context={c.task_context} directions")
+        self.context_mean.copy_(torch.as_tensor(mean)); self.context_basis.copy_(torch.as_tensor(vt[:c.task_context]))
+        self.context_scale.copy_(torch.as_tensor(coords_std, dtype=torch.float32))
+
+    def task_coordinates(self, embeddings) -> torch.Tensor:
+        "Instruction embeddings (B, D) → task coordinates (B, k), clipped to ±clip."
+        c = self.config
+        e = torch.as_tensor(np.asarray(embeddings, np.float32))
+        if e.ndim != 2 or e.shape[1] != c.context_dim: raise PredictorError(f"instruction embeddings must be (B, {c.context_dim}), got {tuple(e.shape)}")
+        if not torch.isfinite(e).all(): raise PredictorError("instruction embeddings have non-finite values")
+        return (((e - self.context_mean) @ self.context_basis.T) / self.context_scale).clamp(-c.clip, c.clip)
+
+    def inputs(self, data:SignalEpisodes) -> np.ndarray:
+        "(N, S [+ k]) encoder inputs of `data`: its signals, then (with a task context) each step's episode's task coordinates."
+        if data.signal_names != self.config.signal_names:
+            raise PredictorError(f"the data's signals {data.signal_names} are not the predictor's {self.config.signal_names}")
+        if not self.config.task_context: return data.signals
+        if data.context is None: raise PredictorError("this predictor reads a task context: give the episodes' instruction embeddings (SignalEpisodes.with_context)")
+        with torch.no_grad(): coords = self.task_coordinates(data.context).numpy()
+        return np.concatenate([data.signals, np.repeat(coords, data.lengths, 0)], 1).astype(np.float32)
 
     def check_windows(self, x) -> torch.Tensor:
-        "`x` as a float tensor (B, W, S), or a clear error."
+        "`x` as a float tensor (B, W, S [+ k]), or a clear error."
         c = self.config
         x = torch.as_tensor(x, dtype=torch.float32)
-        want = (c.window, len(c.signal_names))
+        want = (c.window, len(c.input_names))
         if x.ndim != 3 or tuple(x.shape[1:]) != want:
-            raise PredictorError(f"signal windows must be (B, {want[0]}, {want[1]}) for signals {c.signal_names}, got {tuple(x.shape)}")
+            raise PredictorError(f"signal windows must be (B, {want[0]}, {want[1]}) for inputs {c.input_names}, got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             bad = torch.nonzero(~torch.isfinite(x))[0].tolist()
-            raise PredictorError(f"signal windows: non-finite value at index {bad} (signal {c.signal_names[bad[-1]]!r})")
+            kind = 'signal' if bad[-1] < len(c.signal_names) else 'task coordinate'
+            raise PredictorError(f"signal windows: non-finite value at index {bad} ({kind} {c.input_names[bad[-1]]!r})")
         return x
 
     def normalise(self, x:torch.Tensor) -> torch.Tensor:
@@ -329,9 +391,7 @@ class FailurePredictor(nn.Module):
         return self.predict_all(windows, batch_size)[0]
 
     def _windows(self, data:SignalEpisodes) -> np.ndarray:
-        if data.signal_names != self.config.signal_names:
-            raise PredictorError(f"the data's signals {data.signal_names} are not the predictor's {self.config.signal_names}")
-        return signal_windows(data.signals, data.episode_ends, self.config.window)
+        return signal_windows(self.inputs(data), data.episode_ends, self.config.window)
 
     def predict_episodes(self, data:SignalEpisodes) -> np.ndarray:
         "Calibrated probabilities (N, H, K+1) for every step of `data` (its signal columns must match)."
@@ -431,9 +491,12 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
     tr, va = data.subset(train), data.subset(val)
     model = FailurePredictor(config)
     model.set_normalisation(tr.signals)
-    xt = torch.as_tensor(signal_windows(tr.signals, tr.episode_ends, config.window))
+    if config.task_context:
+        if tr.context is None: raise PredictorError("config.task_context > 0: the episodes need instruction embeddings (SignalEpisodes.with_context)")
+        model.set_task_context(tr.context)  # the training tasks' instructions only
+    xt = torch.as_tensor(model._windows(tr))
     yt = torch.as_tensor(tr.labels, dtype=torch.float32)
-    xv = torch.as_tensor(signal_windows(va.signals, va.episode_ends, config.window))
+    xv = torch.as_tensor(model._windows(va))
     yv = torch.as_tensor(va.labels, dtype=torch.float32)
     pw = _pos_weight(tr.labels, tc.max_pos_weight)
     if config.episode_output:
@@ -487,7 +550,7 @@ def fit_temperature(model:FailurePredictor, data:SignalEpisodes, episodes:Sequen
     "Set `model.temperature` and `model.bias` (and the episode output's) from the given (validation) episodes; return the horizon ones (H, K+1) each."
     sub = data.subset(episodes)
     with torch.no_grad():
-        z, ze = model.all_logits(signal_windows(sub.signals, sub.episode_ends, model.config.window))
+        z, ze = model.all_logits(model._windows(sub))
     y = torch.as_tensor(sub.labels, dtype=torch.float32)
     T, B = torch.ones(model.config.output_shape), torch.zeros(model.config.output_shape)
     for h, k in np.ndindex(*T.shape): T[h, k], B[h, k] = _fit_one(z[:, h, k], y[:, h, k])
@@ -624,29 +687,36 @@ def conformal_thresholds(model:FailurePredictor, data:SignalEpisodes,
 
 # %% ../nbs/05_predictor.ipynb #d588722a
 class PredictorStream:
-    "Per-step calibrated failure probabilities for B environments, from one signal vector each per step."
+    "Per-step calibrated failure probabilities for B environments, from one signal vector each per step (and each env's instruction embedding, with a task context)."
     def __init__(self, model:FailurePredictor, n_envs:int=1):
         self.model = model.eval()
         c = model.config
-        self.buffer = torch.zeros((n_envs, c.window, len(c.signal_names)))  # normalised inputs
+        self.buffer = torch.zeros((n_envs, c.window, len(c.input_names)))  # normalised inputs
         self.steps = np.zeros(n_envs, np.int64)
 
     def reset(self, mask:np.ndarray|None=None):
         "Start new episodes in all environments, or where `mask` (B,) is True."
         self.steps[slice(None) if mask is None else np.asarray(mask, bool)] = 0
 
-    def step(self, signals:np.ndarray) -> np.ndarray:
-        "(B, S) this step's signals → (B, H, K+1) calibrated probabilities."
-        return self.step_all(signals)[0]
+    def step(self, signals:np.ndarray, context:np.ndarray|None=None) -> np.ndarray:
+        "(B, S) this step's signals (and (B, D) instruction embeddings, with a task context) → (B, H, K+1) calibrated probabilities."
+        return self.step_all(signals, context)[0]
 
     @torch.inference_mode()
-    def step_all(self, signals:np.ndarray) -> tuple[np.ndarray, np.ndarray|None]:
-        "(B, S) this step's signals → calibrated horizon (B, H, K+1) and episode-outcome (B, K+1) probabilities (None without that output)."
+    def step_all(self, signals:np.ndarray, context:np.ndarray|None=None) -> tuple[np.ndarray, np.ndarray|None]:
+        "(B, S) this step's signals [and (B, D) instruction embeddings] → calibrated horizon (B, H, K+1) and episode-outcome (B, K+1) probabilities (None without that output)."
         x = check_signals(signals, 'step signals')
-        B, W, S = self.buffer.shape
-        if x.shape != (B, S): raise PredictorError(f"step signals must be (B={B}, S={S}) for {self.model.config.signal_names}, got {x.shape}")
         m = self.model
-        z = m.normalise(torch.from_numpy(x))
+        B, W, _ = self.buffer.shape
+        S = len(m.config.signal_names)
+        if x.shape != (B, S): raise PredictorError(f"step signals must be (B={B}, S={S}) for {m.config.signal_names}, got {x.shape}")
+        x = torch.from_numpy(x)
+        if m.config.task_context:
+            if context is None: raise PredictorError("this predictor reads a task context: pass each environment's instruction embedding (B, D)")
+            if np.shape(context)[0] != B: raise PredictorError(f"context must be (B={B}, D), got {np.shape(context)}")
+            x = torch.cat([x, m.task_coordinates(context)], 1)
+        elif context is not None: raise PredictorError("this predictor has no task context; pass context=None")
+        z = m.normalise(x)
         self.buffer = torch.roll(self.buffer, -1, 1)
         self.buffer[:, -1] = z
         first = self.steps == 0

@@ -28,10 +28,10 @@ PARAMS = textwrap.dedent("""\
                 alphas: [0.1], seeds: 1}
     evaluate: {baselines: [elapsed, task_prior, epistemic, logreg], crossfit_folds: 2, qs: [0.25, 1.0], headline_q: 0.25, alphas: [0.05, 0.1],
                main_alpha: 0.1, bootstrap: 5, confidence: 0.95, table_horizon_s: 1.0, heldout_tasks: [[lift_red]], salus_readout: horizon, salus_select_by: auroc,
-               workers: 1}
+               salus_task_context: [0], workers: 1}
     external: {logs: external/actprobe_pi0_libero, dataset: pi0_libero, budget_steps: 104, control_hz: 4, horizons_s: [1.0, 2.0],
                protocols: [allseen], seeds: 1, unseen_tasks: 3, alpha: 0.15, baselines: [elapsed, actprobe], salus_readout: episode, salus_select_by: pooled,
-               epochs: 2, bootstrap: 5,
+               salus_task_context: [0, 2], epochs: 2, bootstrap: 5,
                confidence: 0.95}
     intervene: {strategies: [stop, slow, resample, human], tasks: all, episodes_per_task: 1, alpha: 0.1, trigger_horizons_s: [1.0],
                 trigger_outputs: [any], slow_factor: 0.5, resample_samples: 2, human_steps: 5, max_help_requests: 2,

@@ -360,3 +360,20 @@ def test_baseline_training_stops_at_a_non_finite_loss():
         _train_early_stopped(net, torch.optim.SGD(net.parameters(), lr=0.1), 8, lambda b: net(x[b]).pow(2).mean(),
                              lambda: torch.tensor(0.0), True, epochs=2, patience=1, batch_size=8, seed=0)
     assert torch.isfinite(net.weight).all()                           # stopped before the NaN reached the weights
+
+def test_salus_chooses_its_task_context_on_validation_and_scores_with_it():
+    "Where failure reads differently per task, the validation early AUC picks the task-conditioned candidate, and the test episodes agree."
+    from test_predictor import task_dependent_episodes
+    e = task_dependent_episodes(n=240, seed=1)
+    data = EvalData(e, None, np.full(e.n_episodes, 30, np.int64))
+    sp = split_episodes(e, {'train': 0.5, 'val': 0.25, 'test': 0.25}, seed=1)
+    config = PredictorConfig(e.signal_names, e.horizons_s, e.control_hz, failure_types=[], window=4, episode_output=True)
+    scorer = SalusScorer(config=config, train_config=TrainConfig(epochs=25), readouts=['episode'], select_by='pooled', task_contexts=[0, 2])
+    scorer.fit(data, sp['train'], sp['val'], seed=0)
+    val = scorer.chosen['val_pooled']
+    assert set(val) == {'mlp/episode/task0', 'mlp/episode/task2'} and scorer.chosen['task_context'] == 2, scorer.chosen
+    assert val['mlp/episode/task2'] > val['mlp/episode/task0'] + 0.2, val
+    assert scorer.model.config.task_context == 2 and data.episodes.context is not None   # embedded once, kept for scoring
+    test_auc = early_detection_auc(scorer.score(data, sp['test'])[1], data, sp['test'], 1.0, 'pooled')
+    assert test_auc > 0.9, test_auc
+    with pytest.raises(EvaluationError, match='task contexts must be'): SalusScorer(config=config, task_contexts=[-1])

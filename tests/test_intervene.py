@@ -270,3 +270,17 @@ def test_records_of_another_run_are_not_resumed(world):
         run_interventions(path, specs, cfg, backend='serial', progress=False, run='b')
     with pytest.warns(UserWarning, match='another run'):
         assert run_interventions(path, specs, cfg, backend='serial', progress=False, run='b', on_mismatch='restart')[0]['run'] == 'b'
+
+def test_monitor_feeds_the_instruction_to_a_task_conditioned_predictor(world):
+    "A predictor with a task context reads each environment's instruction embedding: the monitor's risk is the stream's with it."
+    from salus.predictor import FailurePredictor, PredictorStream
+    from salus.vla import instruction_encoder
+    base = world['model'].config
+    model = FailurePredictor(replace(base, task_context=1)).eval()
+    model.set_task_context(instruction_encoder()(['lift the red cube', 'open the drawer', 'place the red cube in the bowl']))
+    o = observation()
+    d = Monitor(world['vla'], model, thresholds_at(model, 1.0), MonitorConfig(samples=2), world['novelty'], seed=3).step(o)
+    want = PredictorStream(model).step(d.signals, instruction_encoder()(o.instructions))
+    np.testing.assert_allclose(d.risk, want, atol=1e-6)
+    other = PredictorStream(model).step(d.signals, instruction_encoder()(['open the drawer']))
+    assert not np.allclose(other, want)   # the instruction does reach the prediction
