@@ -5,7 +5,7 @@
 # %% ../nbs/06_evaluate.ipynb #3c953a51
 from __future__ import annotations
 
-import math
+import math, warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
@@ -335,9 +335,13 @@ class SalusScorer(Scorer):
         return horizon[:, :, -1].astype(np.float64), (horizon[:, -1, -1] if readout == 'horizon' else episode[:, -1]).astype(np.float64)
     def fit(self, data, train, val, seed=0):
         if self.config is None: return self  # trained already
-        candidates = {}
+        candidates, skipped = {}, []
         for k in self.task_contexts:
             e = self._episodes(data, k)
+            if k and (n := len(np.unique(e.context[np.asarray(train, np.int64)], axis=0))) <= k:
+                skipped.append(k)   # k principal components need more than k distinct training instructions
+                warnings.warn(f"SalusScorer: task_context={k} skipped: the training episodes hold {n} distinct instructions")
+                continue
             for arch in self.architectures:
                 config = replace(self.config, arch=arch, task_context=k)
                 model, _ = train_predictor(e, train, val, config, replace(self.train_config, seed=seed), progress=False)
@@ -345,11 +349,12 @@ class SalusScorer(Scorer):
                     if self.select_by == 'auroc': value = validation_auroc(model, e.subset(val))
                     else: value = early_detection_auc(self._overall(model, e.subset(val), readout)[1], data, val, self.q, self.select_by)
                     candidates[arch, readout, k] = (model, value)
+        if not candidates: raise EvaluationError(f"SalusScorer: no task context of {self.task_contexts} fits the training episodes' instructions")
         best = max(candidates, key=lambda c: -1 if candidates[c][1] is None else candidates[c][1])   # ties: the first candidate
         self.model, self.readout = candidates[best][0], best[1]
         name = lambda a, r, k: '/'.join([a] + ([r] if self.select_by != 'auroc' else []) + ([f'task{k}'] if len(self.task_contexts) > 1 else []))
         self.chosen = {'arch': best[0], 'readout': best[1], f'val_{self.select_by}': {name(*c): v for c, (_, v) in candidates.items()}}
-        if len(self.task_contexts) > 1: self.chosen['task_context'] = best[2]
+        if len(self.task_contexts) > 1: self.chosen.update(task_context=best[2], **({'task_contexts_skipped': skipped} if skipped else {}))
         fit_temperature(self.model, self._episodes(data, best[2]), val)
         return self
     def score(self, data, episodes):

@@ -106,7 +106,9 @@ class SignalEpisodes:
         "These episodes with `context`: the embedding of each episode's instruction (`meta['instruction']`)."
         if 'instruction' not in self.meta: raise PredictorError("a task context needs meta['instruction'] per episode; these episodes have none")
         emb = np.asarray(encoder([str(s) for s in self.meta['instruction']]), np.float32)
-        return replace(self, context=emb.reshape(self.n_episodes, -1))
+        if emb.ndim != 2 or len(emb) != self.n_episodes:
+            raise PredictorError(f"the encoder returned embeddings of shape {emb.shape} for {self.n_episodes} instructions; (E, D) expected")
+        return replace(self, context=emb)
 
 # %% ../nbs/05_predictor.ipynb #38163841
 _NEEDED_META = ('split', 'task', 'outcome', 'failure_type', 'failure_step')
@@ -313,9 +315,12 @@ class FailurePredictor(nn.Module):
     def task_coordinates(self, embeddings) -> torch.Tensor:
         "Instruction embeddings (B, D) → task coordinates (B, k), clipped to ±clip."
         c = self.config
-        e = torch.as_tensor(np.asarray(embeddings, np.float32))
+        if not c.task_context: raise PredictorError("this predictor has no task context (config.task_context = 0)")
+        try: e = torch.as_tensor(np.asarray(embeddings, np.float32))
+        except (TypeError, ValueError) as err: raise PredictorError(f"instruction embeddings must be a (B, {c.context_dim}) float array: {err}") from None
         if e.ndim != 2 or e.shape[1] != c.context_dim: raise PredictorError(f"instruction embeddings must be (B, {c.context_dim}), got {tuple(e.shape)}")
         if not torch.isfinite(e).all(): raise PredictorError("instruction embeddings have non-finite values")
+        if not self.context_basis.any(): raise PredictorError("the task context's basis is not fitted: call set_task_context (train_predictor does)")
         return (((e - self.context_mean) @ self.context_basis.T) / self.context_scale).clamp(-c.clip, c.clip)
 
     def inputs(self, data:SignalEpisodes) -> np.ndarray:

@@ -377,3 +377,10 @@ def test_salus_chooses_its_task_context_on_validation_and_scores_with_it():
     test_auc = early_detection_auc(scorer.score(data, sp['test'])[1], data, sp['test'], 1.0, 'pooled')
     assert test_auc > 0.9, test_auc
     with pytest.raises(EvaluationError, match='task contexts must be'): SalusScorer(config=config, task_contexts=[-1])
+    # a k the training instructions cannot span (4 tasks: at most 3 directions) is skipped, named, and alone it is refused
+    with pytest.warns(UserWarning, match='task_context=4 skipped'):
+        wide = SalusScorer(config=config, train_config=TrainConfig(epochs=2), readouts=['episode'], select_by='pooled', task_contexts=[0, 4])
+        wide.fit(data, sp['train'], sp['val'], seed=0)
+    assert wide.chosen['task_contexts_skipped'] == [4] and wide.chosen['task_context'] == 0
+    with pytest.raises(EvaluationError, match='no task context'), pytest.warns(UserWarning):
+        SalusScorer(config=config, train_config=TrainConfig(epochs=2), task_contexts=[4]).fit(data, sp['train'], sp['val'], seed=0)

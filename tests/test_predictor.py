@@ -12,7 +12,7 @@ from salus.data import EpisodeStore, StoreError, StoreSchema
 from salus.predictor import (ARCHITECTURES, ConformalThresholds, PredictorConfig, PredictorError, PredictorStream, TrainConfig,
                              average_precision, conformal_thresholds, fit_temperature, load_predictor, load_signal_episodes,
                              roc_auc, save_predictor, signal_windows, split_episodes, synthetic_store, train_predictor,
-                             SignalEpisodes)
+                             FailurePredictor, SignalEpisodes)
 
 HORIZONS = [0.2, 0.5, 1.0, 2.0]
 
@@ -275,6 +275,8 @@ def test_task_context_resolves_a_task_dependent_failure_and_streams_exactly(tmp_
     assert aucs[2] > 0.9 and aucs[0] < 0.75, aucs
     model = models[2]
     assert model.config.input_names == ['s0', 's1', 'task_pc0', 'task_pc1']
+    training = np.unique(data.subset(sp['train']).context, axis=0)   # the basis comes from the training instructions only
+    np.testing.assert_allclose(model.context_mean.numpy(), training.mean(0), atol=1e-6)
     two = test.subset([0, 1])
     stream = PredictorStream(model, n_envs=2)
     a, b = two.subset([0]).signals, two.subset([1]).signals
@@ -296,3 +298,6 @@ def test_task_context_resolves_a_task_dependent_failure_and_streams_exactly(tmp_
                         TrainConfig(epochs=1), progress=False)
     with pytest.raises(PredictorError, match='meta'): replace(two, meta={k: v for k, v in two.meta.items() if k != 'instruction'}).with_context(instruction_encoder())
     with pytest.raises(PredictorError, match='context must be'): replace(two, context=np.zeros((3, 384), np.float32))
+    with pytest.raises(PredictorError, match='shape'): two.with_context(lambda texts: np.zeros((len(texts) - 1, 384)))
+    with pytest.raises(PredictorError, match='not fitted'): FailurePredictor(model.config).task_coordinates(two.context)
+    with pytest.raises(PredictorError, match='float array'): PredictorStream(model, 2).step(np.stack([a[0], b[0]]), ['lift', 'open'])
