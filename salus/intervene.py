@@ -144,7 +144,8 @@ class Monitor:
         t1 = time.perf_counter()
         embedding = np.concatenate(list(emb), -1) if self.need_embedding else None
         signals = self.extractor.step(chunks, proposed, samples=samples, embedding=embedding)
-        risk = self.stream.step(signals, instruction_encoder()(obs.instructions) if self.stream.model.config.task_context else None)
+        starting = self.stream.model.config.task_context and (self.stream.steps == 0).any()   # the task is read when an episode starts
+        risk = self.stream.step(signals, instruction_encoder()(obs.instructions) if starting else None)
         alarm = (risk > self.threshold).any((1, 2))
         action, kind = proposed.copy(), np.full(B, 'proceed', dtype=object)
         helping = self.help_left > 0

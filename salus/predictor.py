@@ -692,11 +692,12 @@ def conformal_thresholds(model:FailurePredictor, data:SignalEpisodes,
 
 # %% ../nbs/05_predictor.ipynb #d588722a
 class PredictorStream:
-    "Per-step calibrated failure probabilities for B environments, from one signal vector each per step (and each env's instruction embedding, with a task context)."
+    "Per-step calibrated failure probabilities for B environments, from one signal vector each per step (with a task context, each env's instruction embedding at its episode's first step)."
     def __init__(self, model:FailurePredictor, n_envs:int=1):
         self.model = model.eval()
         c = model.config
         self.buffer = torch.zeros((n_envs, c.window, len(c.input_names)))  # normalised inputs
+        self.coords = torch.zeros((n_envs, c.task_context))  # each env's task coordinates, set at its episode's first step
         self.steps = np.zeros(n_envs, np.int64)
 
     def reset(self, mask:np.ndarray|None=None):
@@ -704,28 +705,31 @@ class PredictorStream:
         self.steps[slice(None) if mask is None else np.asarray(mask, bool)] = 0
 
     def step(self, signals:np.ndarray, context:np.ndarray|None=None) -> np.ndarray:
-        "(B, S) this step's signals (and (B, D) instruction embeddings, with a task context) → (B, H, K+1) calibrated probabilities."
+        "(B, S) this step's signals (and (B, D) instruction embeddings, see `step_all`) → (B, H, K+1) calibrated probabilities."
         return self.step_all(signals, context)[0]
 
     @torch.inference_mode()
     def step_all(self, signals:np.ndarray, context:np.ndarray|None=None) -> tuple[np.ndarray, np.ndarray|None]:
-        "(B, S) this step's signals [and (B, D) instruction embeddings] → calibrated horizon (B, H, K+1) and episode-outcome (B, K+1) probabilities (None without that output)."
+        """(B, S) this step's signals → calibrated horizon (B, H, K+1) and episode-outcome (B, K+1) probabilities (None
+        without that output). With a task context, `context` (B, D) holds the instruction embeddings; it is read for the
+        environments starting an episode (the task is fixed for an episode) and may be None on the other steps."""
         x = check_signals(signals, 'step signals')
         m = self.model
         B, W, _ = self.buffer.shape
         S = len(m.config.signal_names)
         if x.shape != (B, S): raise PredictorError(f"step signals must be (B={B}, S={S}) for {m.config.signal_names}, got {x.shape}")
-        x = torch.from_numpy(x)
+        x, first = torch.from_numpy(x), torch.from_numpy(self.steps == 0)
         if m.config.task_context:
-            if context is None: raise PredictorError("this predictor reads a task context: pass each environment's instruction embedding (B, D)")
-            if np.shape(context)[0] != B: raise PredictorError(f"context must be (B={B}, D), got {np.shape(context)}")
-            x = torch.cat([x, m.task_coordinates(context)], 1)
+            if first.any():
+                if context is None: raise PredictorError("this predictor reads a task context: pass each environment's instruction embedding (B, D) when its episode starts")
+                if np.shape(context)[0] != B: raise PredictorError(f"context must be (B={B}, D), got {np.shape(context)}")
+                self.coords[first] = m.task_coordinates(context)[first]
+            x = torch.cat([x, self.coords], 1)
         elif context is not None: raise PredictorError("this predictor has no task context; pass context=None")
         z = m.normalise(x)
         self.buffer = torch.roll(self.buffer, -1, 1)
         self.buffer[:, -1] = z
-        first = self.steps == 0
-        if first.any(): self.buffer[torch.from_numpy(first)] = z[torch.from_numpy(first), None]
+        if first.any(): self.buffer[first] = z[first, None]
         self.steps += 1
         h, e = m.calibrate(*m.heads(self.buffer))
         return torch.sigmoid(h).numpy(), (None if e is None else torch.sigmoid(e).numpy())
