@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from salus.core import EnvsParams, load_params
+from salus.params import EnvsParams, load_params
 from salus.envs import make_env
 from salus.intervene import CONDITIONS, Monitor, MonitorConfig
 from salus.predictor import ConformalThresholds, FailurePredictor, PredictorConfig, load_predictor
 from salus.signals import FeatureNovelty
-from salus.vla import EmbeddedVLA, EmbeddedVLAConfig, VLAObservation
+from salus.vla import EmbeddedVLA, EmbeddedVLAConfig, VLAObservation, ensemble_step
 
 ROOT = Path(__file__).parents[1]
 
@@ -52,11 +52,9 @@ def main(steps:int):
     for t in range(40):  # a real episode's observations, driven by the policy itself
         o = VLAObservation(obs['front'], obs['wrist'], obs['state'], info['instruction'])
         observations.append(o)
-        obs, _, term, trunc, info = env.step(np.clip(np.median(vla.member_chunks(o)[0][:, 0, 0], 0), -1, 1))
+        obs, _, term, trunc, info = env.step(ensemble_step(vla, o).action[0])
         if term or trunc: obs, info = env.reset(seed=t + 1)
-    base = MonitorConfig(alpha=iv.alpha, trigger_horizons_s=tuple(iv.trigger_horizons_s), trigger_outputs=tuple(iv.trigger_outputs),
-                         slow_factor=iv.slow_factor, resample_samples=iv.resample_samples, human_steps=iv.human_steps,
-                         max_help_requests=iv.max_help_requests, samples=s.samples, trend_window=s.trend_window)
+    base = MonitorConfig.from_params(iv, s)
     always = ConformalThresholds(thresholds.alphas, thresholds.horizons_s, thresholds.output_names, thresholds.constant * 0 - 1,
                                  thresholds.band_mean, thresholds.band_std, thresholds.band_scale, 0)
     out = {}

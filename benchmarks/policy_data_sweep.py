@@ -15,8 +15,10 @@ import argparse, json, tempfile, time
 import numpy as np
 import torch
 
-from salus.core import derive_seed, load_params
-from salus.data import EpisodeStore, record_demonstrations
+from salus.base import derive_seed
+from salus.params import load_params
+from salus.demos import record_demonstrations
+from salus.data import EpisodeStore
 from salus.vla import DemoTensors, EmbeddedVLA, EmbeddedVLAConfig, demo_tensors, evaluate_policy, train_ensemble
 
 WIDE = dict(channels=64, hidden=512, keypoints=32)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from salus.core import load_params
+from salus.params import load_params
 from salus.envs import get_task
 from salus.predictor import ARCHITECTURES, FailurePredictor, PredictorConfig, PredictorStream, load_predictor
 from salus.signals import FeatureNovelty, SignalExtractor

@@ -6,7 +6,7 @@ measured side by side in one run. This is the price each DVC stage pays before i
 import argparse, json, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
-from salus.core import new_pipeline_notebook
+from salus.stages import new_pipeline_notebook
 
 def timed(cmd, cwd, repeats):
     out = []
@@ -20,7 +20,7 @@ def main(repeats:int):
     root = Path(tempfile.mkdtemp(prefix='salus-bench-'))
     repo = Path(__file__).resolve().parents[1]
     for f in ('settings.ini', 'params.yaml', 'dvc.yaml'): shutil.copy(repo/f, root/f)
-    new_pipeline_notebook(root/'nbs/pipeline/empty.ipynb', 'profile = "default"\nseed = 0\nruntime = {}', 'pass')
+    new_pipeline_notebook(root/'nbs/pipeline/empty.ipynb', 'profile = "default"', 'pass')
     stage = timed([str(Path(sys.executable).parent/'salus_stage'), 'empty'], root, repeats)
     python = timed([sys.executable, '-c', 'pass'], root, repeats)
     shutil.rmtree(root)

@@ -12,13 +12,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .core import derive_seed
+from .base import derive_seed
 from .data import ACTION_LAYOUT, GOAL_LAYOUT, STATE_LAYOUT, EpisodeStore, StoreSchema
 from .envs import FAILURE_TYPES, Shift
 
 # %% auto #0
-__all__ = ['ROLLOUT_META', 'BACKENDS', 'EpisodeSpec', 'episode_specs', 'rollouts_schema', 'RolloutConfig', 'rollout_episode',
-           'run_specs', 'collect_rollouts', 'demo_embeddings']
+__all__ = ['ROLLOUT_META', 'BACKENDS', 'EpisodeSpec', 'episode_specs', 'rollouts_schema', 'RolloutConfig', 'worker_policy',
+           'rollout_episode', 'run_specs', 'collect_rollouts', 'rollout_config', 'collection_plan',
+           'collect_collection', 'demo_embeddings']
 
 # %% ../nbs/04a_collect.ipynb #d092a83f
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def rollouts_schema(image_size:int, members:int, chunk_size:int, n_signals:int, 
 @dataclass(frozen=True)
 class RolloutConfig:
     "What a rollout worker needs besides the episode spec (plain data: it travels to processes and Ray nodes)."
-    policy_path: str  # an `EmbeddedVLA` checkpoint folder
+    policy_path: str  # a VLA checkpoint folder of any registered backend (`salus.vla.load_backend`)
     envs: dict  # `params.envs` values
     signals: tuple[str, ...]  # active signals, in store order
     trend_window: int = 5
@@ -70,51 +71,56 @@ class RolloutConfig:
 
 _WORKER: dict = {}
 
-def _worker_state(cfg:RolloutConfig):
-    "The policy and novelty model of this process, loaded once per config."
-    if _WORKER.get('cfg') != cfg:
+def _stamp(path:str|Path) -> tuple:
+    "Every file under `path` with its modification time: a checkpoint rewritten in place is loaded again."
+    p = Path(path)
+    return tuple((str(f), f.stat().st_mtime_ns) for f in sorted([p] if p.is_file() else p.rglob('*')) if f.is_file())
+
+def worker_policy(policy_path:str, # a VLA checkpoint folder (any registered backend)
+                  novelty_path:str|None=None, # a `FeatureNovelty` .npz, or None
+                 ) -> tuple:
+    "The policy and novelty model of this process (rollout and intervention workers), loaded once per pair of files."
+    key = (policy_path, novelty_path, _stamp(policy_path), _stamp(novelty_path) if novelty_path else ())
+    if _WORKER.get('key') != key:
         import torch
         from salus.signals import FeatureNovelty
-        from salus.vla import EmbeddedVLA
+        from salus.vla import load_backend
         torch.set_num_threads(1)  # the same numbers in every process, on every backend
         _WORKER.clear()
-        _WORKER.update(cfg=cfg, vla=EmbeddedVLA.load(cfg.policy_path),
-                       novelty=FeatureNovelty.load(cfg.novelty_path) if cfg.novelty_path else None)
+        _WORKER.update(key=key, vla=load_backend(policy_path),
+                       novelty=FeatureNovelty.load(novelty_path) if novelty_path else None)
     return _WORKER['vla'], _WORKER['novelty']
 
 def rollout_episode(spec:EpisodeSpec, cfg:RolloutConfig) -> tuple[dict, dict]:
     "Run one episode with the ensemble; return (per-step arrays, episode metadata)."
     import torch
-    from salus.core import EnvsParams
-    from salus.envs import make_env
+    from salus.params import EnvsParams
+    from salus.envs import make_env, run_episode
     from salus.signals import SignalExtractor
-    from salus.vla import VLAObservation
-    vla, novelty = _worker_state(cfg)
+    from salus.vla import VLAObservation, ensemble_step
+    vla, novelty = worker_policy(cfg.policy_path, cfg.novelty_path)
     env = make_env(spec.task, EnvsParams(**cfg.envs), shift=Shift.model_validate_json(spec.shift))
     extractor = SignalExtractor(cfg.signals, 1, cfg.trend_window, novelty=novelty)
     need_samples = 'sample_dispersion' in cfg.signals
     if need_samples and cfg.samples < 2: raise ValueError("signal 'sample_dispersion' needs samples ≥ 2")
     generator = torch.Generator().manual_seed(spec.seed)
-    obs, info = env.reset(seed=spec.seed)
     steps = {k: [] for k in ('front', 'wrist', 'state', 'chunks', 'action', 'signals', 'embedding', 'goal_positions',
                               'gripper_width', 'object_held')}
-    try:
-        while info['outcome'] == 'running':
-            o = VLAObservation(obs['front'], obs['wrist'], obs['state'], info['instruction'])
-            chunks, emb = vla.member_chunks(o, generator)
-            samples = vla.member_chunks(o, generator, samples=cfg.samples)[0][:, 0] if need_samples else None
-            action = np.clip(np.median(chunks[:, 0, 0], 0), -1, 1).astype(np.float32)
-            embedding = np.concatenate(list(emb), -1)  # (1, K*D), members side by side
-            signals = extractor.step(chunks, action[None], samples=samples, embedding=embedding)
-            for k, v in (('front', obs['front']), ('wrist', obs['wrist']), ('state', obs['state']), ('chunks', chunks[:, 0]),
-                         ('action', action), ('signals', signals[0]), ('embedding', embedding[0]),
-                         ('goal_positions', info['goal_positions'])):
-                steps[k].append(v)
-            obs, _, _, _, info = env.step(action)
-            steps['gripper_width'].append(np.float32(info['gripper_width']))  # after the step: what the action did
-            steps['object_held'].append(env.object_held)
-    finally:
-        env.close()
+    def act(obs, info):
+        o = VLAObservation(obs['front'], obs['wrist'], obs['state'], info['instruction'])
+        step = ensemble_step(vla, o, generator, cfg.samples if need_samples else 0)
+        chunks, action, embedding = step.chunks, step.action[0], step.joint_embedding  # (K,1,T,A), (A,), (1, K*D)
+        signals = extractor.step(chunks, action[None], samples=step.samples, embedding=embedding)
+        for k, v in (('front', obs['front']), ('wrist', obs['wrist']), ('state', obs['state']), ('chunks', chunks[:, 0]),
+                     ('action', action), ('signals', signals[0]), ('embedding', embedding[0]),
+                     ('goal_positions', info['goal_positions'])):
+            steps[k].append(v)
+        return action
+    def after(obs, action, info):  # what the action did
+        steps['gripper_width'].append(np.float32(info['gripper_width']))
+        steps['object_held'].append(env.object_held)
+    try: info = run_episode(env, act, spec.seed, on_step=after)
+    finally: env.close()
     meta = dict(index=spec.index, task=spec.task, instruction=info['instruction'], split=spec.split, shift_name=spec.shift_name,
                 shift=spec.shift, seed=spec.seed, outcome=info['outcome'], failure_type=info['failure_type'] or '',
                 failure_step=-1 if info['failure_step'] is None else info['failure_step'], steps=info['step'])
@@ -191,7 +197,7 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
     return EpisodeStore.open(path)
 
 def _collect(store, specs, cfg, backend, workers, progress):
-    from salus.core import progress_bar as tqdm
+    from salus.base import progress_bar as tqdm
     n, done = len(store), store.meta()
     counts = {o: 0 for o in ('success',) + FAILURE_TYPES}
     for o, f in zip(done['outcome'], done['failure_type']): counts['success' if o == 'success' else f] += 1
@@ -202,12 +208,46 @@ def _collect(store, specs, cfg, backend, workers, progress):
         bar.update(1); bar.set_postfix({k: v for k, v in counts.items() if v})
     bar.close()
 
+# %% ../nbs/04a_collect.ipynb #d9218997
+def rollout_config(params, # `SalusParams`
+                   policy_path:str='checkpoints/policy', # the policy checkpoint (any registered backend)
+                   novelty_path:str|None=None, # the `FeatureNovelty` .npz, when a `*_novelty` signal is active
+                  ) -> RolloutConfig:
+    "The rollout workers' config from the params."
+    s = params.signals
+    return RolloutConfig(policy_path, params.envs.values(), tuple(s.active), s.trend_window, s.samples, novelty_path)
+
+def collection_plan(params, # `SalusParams`
+                    collection:int=0, # 0: the `collect` stage's; k ≥ 1: replicate k
+                   ) -> tuple[list[EpisodeSpec], dict]:
+    "The episode specs of collection `collection` and the attributes its store records (besides the run)."
+    if isinstance(collection, bool) or not isinstance(collection, int) or collection < 0:
+        raise ValueError(f"collection must be an integer ≥ 0, got {collection!r}")
+    c, e = params.collect, params.envs
+    seed = params.seed if collection == 0 else derive_seed(params.seed, 'collection', collection)
+    specs = episode_specs(e.seen_tasks, e.unseen_tasks, c.shifts, c.episodes_per_task, seed=seed)
+    attrs = dict(seed=params.seed, **({'collection': collection} if collection else {}), collect=c.values(),
+                 signals=params.signals.values(), envs=e.values())
+    return specs, attrs
+
+def collect_collection(path:str|Path, # the collection's store; resumed if it holds this run's first episodes
+                       params, # `SalusParams`
+                       collection:int=0, # 0: the `collect` stage's; k ≥ 1: replicate k
+                       run:str='', # the stage's run fingerprint (`salus.stages.stage_fingerprint`), kept in the store
+                       policy_path:str='checkpoints/policy', novelty_path:str|None=None, progress:bool=True,
+                      ) -> EpisodeStore:
+    "Roll out collection `collection` of the params' episodes into `path` (a store made by another run restarts)."
+    specs, attrs = collection_plan(params, collection)
+    c = params.collect
+    return collect_rollouts(path, specs, rollout_config(params, policy_path, novelty_path), backend=c.backend,
+                            workers=c.workers, attrs={**attrs, 'run': run}, progress=progress, on_mismatch='restart')
+
 # %% ../nbs/04a_collect.ipynb #d8d3070d
-def demo_embeddings(vla, # an `EmbeddedVLA`
+def demo_embeddings(vla, # a `VLAPolicy` (its `embed`)
                     store:EpisodeStore, # the demonstrations
                     max_steps:int=2048, batch_size:int=64, progress:bool=True) -> np.ndarray:
     "Embeddings (N, K*D) of up to `max_steps` evenly spaced demonstration steps."
-    from salus.core import progress_bar as tqdm
+    from salus.base import progress_bar as tqdm
     from salus.vla import VLAObservation
     if len(store) == 0: raise ValueError(f"{store.path}: no demonstrations to fit the novelty reference on")
     idx = np.unique(np.linspace(0, store.n_steps - 1, min(max_steps, store.n_steps)).round().astype(int))

@@ -15,7 +15,7 @@ import fsspec.implementations.local
 import numpy as np
 import zarr
 
-from .envs import FAILURE_TYPES
+from .base import FAILURE_TYPES, episode_starts
 
 SCHEMA_VERSION = 2  # 2: the commit record; 1 (episode_ends as the commit point) is read after `upgrade_store`
 COMMIT_RECORD = 'salus_commit.json'  # committed episodes and steps, and every committed chunk's size and CRC-32
@@ -23,8 +23,8 @@ WRITER_LOCK = '.salus_writer.lock'  # held (flock) by the one writer of a local 
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'COMMIT_RECORD', 'WRITER_LOCK', 'GOAL_LAYOUT', 'STATE_LAYOUT', 'ACTION_LAYOUT', 'EPISODE_META',
-           'LEROBOT_CAMERAS', 'StoreError', 'StoreSchema', 'EpisodeStore', 'upgrade_store', 'horizon_steps',
-           'failure_labels', 'demos_schema', 'record_demonstrations', 'export_lerobot']
+           'LEROBOT_CAMERAS', 'StoreError', 'StoreSchema', 'EpisodeStore', 'upgrade_store', 'failure_labels',
+           'demos_schema', 'export_lerobot']
 
 # %% ../nbs/04_data.ipynb #e0778312
 class StoreError(ValueError):
@@ -414,19 +414,6 @@ def upgrade_store(path:str|Path) -> 'EpisodeStore':
     return EpisodeStore.open(path)
 
 # %% ../nbs/04_data.ipynb #6ca119a3
-def horizon_steps(seconds:Sequence[float], # horizons in seconds, e.g. (0.2, 0.5, 1.0, 2.0)
-                  control_hz:float, # control steps per second
-                 ) -> list[int]:
-    "Horizons in control steps, in the given order; each at least one step, no two the same."
-    if control_hz <= 0: raise ValueError(f"control_hz must be positive, got {control_hz}")
-    if any(not np.isfinite(x) or x <= 0 for x in seconds): raise ValueError(f"horizons must be positive seconds, got {list(seconds)}")
-    steps = [int(round(x * control_hz)) for x in seconds]
-    if short := [x for x, h in zip(seconds, steps) if h < 1]:
-        raise ValueError(f"horizons {short} s are shorter than one control step ({1 / control_hz:g} s at {control_hz:g} Hz)")
-    if len(set(steps)) < len(steps):
-        raise ValueError(f"horizons {list(seconds)} s give steps {steps} at {control_hz:g} Hz: two horizons would be the same")
-    return steps
-
 def failure_labels(episode_ends:np.ndarray, # (E,) end of each episode in the concatenated steps
                    failure_type:Sequence[str], # (E,) failure type per episode, '' (or None) when it succeeded
                    failure_step:np.ndarray, # (E,) step at which the failure became a fact (ignored for successes)
@@ -435,7 +422,7 @@ def failure_labels(episode_ends:np.ndarray, # (E,) end of each episode in the co
                   ) -> np.ndarray:
     "Labels y (N, H, K) uint8: 1 where the episode fails with type k within h steps after step t."
     ends = np.asarray(episode_ends, np.int64)
-    starts = np.concatenate([[0], ends[:-1]])
+    starts = episode_starts(ends)
     y = np.zeros((int(ends[-1]) if len(ends) else 0, len(horizons), len(failure_types)), np.uint8)
     for s, e, kind, tf in zip(starts, ends, failure_type, failure_step):
         if not kind: continue
@@ -446,9 +433,6 @@ def failure_labels(episode_ends:np.ndarray, # (E,) end of each episode in the co
     return y
 
 # %% ../nbs/04_data.ipynb #9b5a980b
-from .core import derive_seed
-from .envs import ScriptedExpert, make_env
-
 GOAL_LAYOUT = ['object_x', 'object_y', 'object_z', 'destination_x', 'destination_y', 'destination_z']  # privileged, see salus.envs
 STATE_LAYOUT = ['q1', 'q2', 'q3', 'q4', 'q5', 'q6', 'q7', 'gripper_width', 'gripper_x', 'gripper_y', 'gripper_z']
 ACTION_LAYOUT = ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper']
@@ -462,65 +446,6 @@ def demos_schema(image_size:int) -> StoreSchema:
                              'action': ((len(ACTION_LAYOUT),), 'float32'), 'goal_positions': ((len(GOAL_LAYOUT),), 'float32')},
                        meta=dict(EPISODE_META))
 
-# %% ../nbs/04_data.ipynb #f9ce6894
-def record_demonstrations(path:str|Path, # where the store goes (resumed if it exists with the same params)
-                          envs_params, # `params.envs` (`salus.core.EnvsParams`)
-                          demos_params, # `params.demos` (`salus.core.DemosParams`)
-                          seed:int, # the root seed
-                          progress:bool=True, # show a progress bar
-                          attrs:dict|None=None, # extra store attributes (e.g. the stage's run fingerprint)
-                          on_mismatch:str='raise', # an existing store made with other params or attrs: 'raise', or 'restart' it
-                         ) -> dict:
-    "Record `episodes_per_task` successful expert episodes of every seen task; return a summary per task."
-    store_attrs = dict(kind='demos', control_hz=envs_params.control_hz, image_size=envs_params.image_size, seed=seed,
-                       tasks=list(envs_params.seen_tasks), state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT,
-                       failure_types=list(FAILURE_TYPES), demos=demos_params.values(), envs=envs_params.values())
-    attrs = {**store_attrs, **(attrs or {})}
-    store = EpisodeStore.open_or_create(path, demos_schema(envs_params.image_size), attrs, on_mismatch=on_mismatch)
-    try: return _record(store, envs_params, demos_params, seed, progress)
-    finally: store.close()
-
-def _record(store, envs_params, demos_params, seed, progress):
-    from salus.core import progress_bar as tqdm
-    done = store.meta()
-    if len(store): print(f"demos: resuming {store.path} at {len(store)} of {demos_params.episodes_per_task * len(envs_params.seen_tasks)} episodes")
-    want = demos_params.episodes_per_task
-    summary = {}
-    bar = tqdm(total=want * len(envs_params.seen_tasks), desc='demos', disable=not progress)
-    for task in envs_params.seen_tasks:
-        mine = done['task'] == task
-        kept, attempt = int(mine.sum()), int(done['attempt'][mine].max()) + 1 if mine.any() else 0
-        bar.update(kept)
-        env = make_env(task, envs_params)
-        expert = ScriptedExpert(env, demos_params.action_noise, demos_params.grasp_noise)
-        failures = {k: 0 for k in FAILURE_TYPES}
-        while kept < want:
-            if attempt >= 3 * want + 10: raise RuntimeError(f"demos: the expert failed {attempt - kept} of {attempt} attempts on {task}; lower the noise")
-            ep_seed = derive_seed(seed, 'demos', task, attempt)
-            expert.rng = np.random.default_rng(ep_seed)
-            expert.reset()
-            steps = {k: [] for k in ('front', 'wrist', 'state', 'action', 'goal_positions')}
-            obs, info = env.reset(seed=ep_seed)
-            while info['outcome'] == 'running':
-                action = expert.act()
-                for k in ('front', 'wrist', 'state'): steps[k].append(obs[k])
-                steps['goal_positions'].append(info['goal_positions'])
-                steps['action'].append(action)
-                obs, _, _, _, info = env.step(action)
-            if info['outcome'] == 'success':
-                store.append_episode({k: np.stack(v) for k, v in steps.items()},
-                                     dict(task=task, instruction=info['instruction'], split='seen', seed=ep_seed, attempt=attempt,
-                                          outcome='success', failure_type='', failure_step=-1, shift=env.shift.model_dump_json()))
-                kept += 1
-                bar.update(1)
-            else: failures[info['failure_type']] += 1
-            attempt += 1
-            bar.set_postfix(task=task, kept=kept, attempts=attempt)
-        env.close()
-        summary[task] = dict(kept=kept, attempts=attempt, expert_success_rate=round(kept / max(attempt, 1), 4), failures=failures)
-    bar.close()
-    return summary
-
 # %% ../nbs/04_data.ipynb #145a4318
 LEROBOT_CAMERAS = {'front': 'observation.images.camera1', 'wrist': 'observation.images.camera2'}
 
@@ -530,7 +455,7 @@ def export_lerobot(store:EpisodeStore, # demonstrations or rollouts, with front/
                    episodes:Sequence[int]|None=None, # which episodes (default: all)
                    progress:bool=True):
     "Write `store` as a `LeRobotDataset` at `root` with lerobot's writer; return the dataset."
-    from salus.core import progress_bar as tqdm
+    from salus.base import progress_bar as tqdm
     try: from lerobot.datasets.lerobot_dataset import LeRobotDataset
     except ImportError as e: raise ImportError(f"export_lerobot needs lerobot ({e}); `make install` installs it") from e
     root = Path(root)

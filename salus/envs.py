@@ -17,18 +17,20 @@ from typing import Literal
 import gymnasium as gym
 import mujoco
 import numpy as np
+from .base import FAILURE_TYPES, MAX_DISTRACTORS, TASK_NAMES, Shift, check_registry  # FAILURE_TYPES: what the env judges
 
 # %% auto #0
-__all__ = ['CUBE_HALF', 'CUBE_COLOURS', 'DISTRACTOR_COLOURS', 'MAX_DISTRACTORS', 'BOWL_RADIUS', 'DRAWER_OPEN_GOAL', 'HOME_EE',
-           'Skill', 'FAILURE_TYPES', 'TASKS', 'ARM_JOINTS', 'FINGER_JOINTS', 'OBSTACLES', 'WORKSPACE', 'R_DOWN',
-           'Q_POSTURE', 'franka_assets_dir', 'scene_xml', 'TaskSpec', 'get_task', 'Shift', 'EnvConfig',
-           'FrankaTabletopEnv', 'make_env', 'Waypoint', 'ScriptedExpert', 'rollout']
+__all__ = ['CUBE_HALF', 'CUBE_COLOURS', 'DISTRACTOR_COLOURS', 'BOWL_RADIUS', 'DRAWER_OPEN_GOAL', 'HOME_EE', 'Skill', 'TASKS',
+           'ARM_JOINTS', 'FINGER_JOINTS', 'OBSTACLES', 'WORKSPACE', 'R_DOWN', 'Q_POSTURE', 'franka_assets_dir',
+           'scene_xml', 'TaskSpec', 'get_task', 'EnvConfig', 'FrankaTabletopEnv', 'make_env', 'Waypoint',
+           'ScriptedExpert', 'run_episode']
 
 # %% ../nbs/01_envs.ipynb #8613b70c
 CUBE_HALF = 0.02  # cubes are 4 cm
 CUBE_COLOURS = {'red': (0.85, 0.1, 0.1, 1), 'blue': (0.1, 0.25, 0.85, 1), 'green': (0.1, 0.7, 0.2, 1)}
 DISTRACTOR_COLOURS = [(0.9, 0.8, 0.1, 1), (0.6, 0.2, 0.7, 1), (0.95, 0.5, 0.1, 1)]
-MAX_DISTRACTORS = len(DISTRACTOR_COLOURS)
+if len(DISTRACTOR_COLOURS) != MAX_DISTRACTORS:  # `Shift.distractors` (salus.base) allows up to MAX_DISTRACTORS
+    raise RuntimeError(f"{len(DISTRACTOR_COLOURS)} distractor colours, but salus.base allows {MAX_DISTRACTORS} distractors")
 BOWL_RADIUS = 0.075  # inner radius of the bowl's rim
 DRAWER_OPEN_GOAL = 0.10  # metres the drawer must slide out to count as open
 HOME_EE = np.array([0.42, 0.0, 0.22])  # where every episode starts: gripper above the table, pointing down
@@ -131,7 +133,6 @@ def scene_xml(image_size:int=96) -> str:
 
 # %% ../nbs/01_envs.ipynb #bc3f422c
 Skill = Literal['lift', 'place_in_bowl', 'push_to_marker', 'stack', 'open_drawer']
-FAILURE_TYPES: tuple[str, ...] = ('collision', 'drop', 'miss', 'timeout')
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -168,6 +169,7 @@ TASKS = _tasks(
     TaskSpec('stack_blue_on_red', 'stack', 'blue', 'red', _STACK, 100),
     TaskSpec('open_drawer', 'open_drawer', 'drawer', None, _DRAWER, 80),
 )
+check_registry('tasks', TASKS, TASK_NAMES)  # params.yaml is validated against salus.base's list
 
 def get_task(name:str) -> TaskSpec:
     "The task called `name`, or an error listing the tasks there are."
@@ -176,18 +178,6 @@ def get_task(name:str) -> TaskSpec:
 
 # %% ../nbs/01_envs.ipynb #9abc5d9f
 from pydantic import BaseModel, ConfigDict, Field
-
-class Shift(BaseModel):
-    "Per-episode departures from the nominal scene; all zeros is the training distribution."
-    model_config = ConfigDict(extra='forbid', frozen=True)
-    pose: float = Field(0.0, ge=0, le=0.1)  # extra spread of object positions (m); also yaw spread of cubes (×10 rad/m)
-    colour: float = Field(0.0, ge=0, le=0.5)  # std of RGB jitter of the cubes (0-1 scale)
-    light: float = Field(0.0, ge=0, le=1)  # relative jitter of light intensity and direction
-    distractors: int = Field(0, ge=0, le=MAX_DISTRACTORS)  # extra objects placed on the table
-    camera: float = Field(0.0, ge=0, le=0.1)  # std of the front camera's position jitter (m)
-    dynamics: float = Field(0.0, ge=0, le=0.9)  # relative jitter of cube mass and friction (0.3 = up to ±30 %)
-    state_noise: float = Field(0.0, ge=0, le=0.1)  # std of Gaussian noise on the state vector
-    image_noise: float = Field(0.0, ge=0, le=50)  # std of Gaussian pixel noise (0-255 scale)
 
 class EnvConfig(BaseModel):
     "How the env simulates, renders and judges."
@@ -546,7 +536,7 @@ class FrankaTabletopEnv(gym.Env):
 
 # %% ../nbs/01_envs.ipynb #9731bef0
 def make_env(task:str, # a name from `TASKS`
-             envs_params=None, # the `envs` group of `params.yaml` (`salus.core.EnvsParams`); None for defaults
+             envs_params=None, # the `envs` group of `params.yaml` (`salus.params.EnvsParams`); None for defaults
              shift:Shift|None=None, # distribution shift
              render:bool=True, # render the cameras
             ) -> FrankaTabletopEnv:
@@ -635,17 +625,21 @@ class ScriptedExpert:
         return (lateral > 0.02 or along > -CUBE_HALF) and np.linalg.norm(goal - p) > 0.03
 
 # %% ../nbs/01_envs.ipynb #a772f6d8
-def rollout(env:FrankaTabletopEnv, # the env
-            policy, # callable: obs -> action (7,)
-            seed:int, # the episode's seed
-            on_step=None, # optional callable(obs, action, info) after every step
-           ) -> dict:
-    "Run one episode; return its final `info`, with the number of steps."
+def run_episode(env:FrankaTabletopEnv, # the env
+                act, # callable(obs, info) -> action (7,), or None to end the episode here
+                seed:int, # the episode's seed
+                on_reset=None, # optional callable(obs, info) after the reset, before the first action
+                on_step=None, # optional callable(obs, action, info) after every step
+                max_steps:int|None=None, # end after this many steps even if the episode still runs
+               ) -> dict:
+    "Run one episode; return the final `info` (`outcome` is 'running' if `act` or `max_steps` ended it early)."
     obs, info = env.reset(seed=seed)
-    done = False
-    while not done:
-        action = policy(obs)
-        obs, _, terminated, truncated, info = env.step(action)
+    if on_reset is not None: on_reset(obs, info)
+    steps = 0
+    while info['outcome'] == 'running' and (max_steps is None or steps < max_steps):
+        action = act(obs, info)
+        if action is None: break
+        obs, _, _, _, info = env.step(action)
+        steps += 1
         if on_step is not None: on_step(obs, action, info)
-        done = terminated or truncated
     return info

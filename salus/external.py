@@ -14,19 +14,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import EpisodeStore, StoreSchema, horizon_steps
+from .base import ACTPROBE_FEATURES, episode_starts, horizon_steps
+from .data import EpisodeStore, StoreSchema
 from .evaluate import EvalData, EvaluationError, Scorer, ScoredSeed, _standardiser, _tile, score_seed
 from .metrics import RankedScores, early_cutoffs, early_max, running_max
 from .predictor import SignalEpisodes, check_loss
+from .report import fmt_paired, fmt_value, round_metrics
 
 # %% auto #0
-__all__ = ['ACTPROBE_FEATURES', 'EXTERNAL_META', 'PROTOCOLS', 'PUBLISHED_PI0_LIBERO', 'ExternalLogError', 'LoggedEpisode',
-           'read_actprobe_logs', 'write_actprobe_store', 'load_external_data', 'allseen_splits', 'unseen_task_splits',
-           'ActProbeScorer', 'score_protocol', 'external_metrics_json', 'external_table']
+__all__ = ['EXTERNAL_META', 'PROTOCOLS', 'PUBLISHED_PI0_LIBERO', 'ExternalLogError', 'LoggedEpisode', 'read_actprobe_logs',
+           'write_actprobe_store', 'load_external_data', 'allseen_splits', 'unseen_task_splits', 'ActProbeScorer',
+           'score_protocol', 'external_metrics_json', 'external_table']
 
 # %% ../nbs/06a_external.ipynb #b8958db0
-ACTPROBE_FEATURES = ('action_norm', 'chunk_mse', 'action_jerk', 'gripper_oscillation', 'denoising_curvature', 'eef_z', 'eef_z_vel',
-                     'eef_speed_3d', 'gripper_qpos_mean', 'gripper_qpos_vel', 'chunk_mse_mmd')
 _EPISODE_FIELDS = ('episode_id', 'task_id', 'task_description', 'success', 'length', 'steps')
 
 class ExternalLogError(ValueError):
@@ -127,7 +127,7 @@ def load_external_data(store:EpisodeStore|str|Path, horizons_s:Sequence[float]) 
     hz = float(attrs['control_hz'])
     horizons = horizon_steps(horizons_s, hz)
     ends = meta.pop('episode_ends').astype(np.int64)
-    starts = np.r_[0, ends[:-1]]
+    starts = episode_starts(ends)
     labels = np.zeros((len(x), len(horizons), 1), np.uint8)
     for s, e, outcome, tf in zip(starts, ends, meta['outcome'], meta['failure_step']):
         if outcome == 'success': continue
@@ -258,12 +258,11 @@ def score_protocol(data:EvalData, protocol:str, seed:int, scorers:Sequence[Score
 def external_metrics_json(results:dict[str, dict], # protocol -> `evaluate_units` result
                           dataset:str) -> dict:
     "The `metrics/external.json` layout of one dataset's protocols: every episode-level metric, and the paired differences."
-    from salus.evaluate import _round
     out = {dataset: {}, 'paired': {dataset: {}}}
     for protocol, r in results.items():
         out[dataset][protocol] = {s: m['episode'] for s, m in r['estimate'].items()}
         out['paired'][dataset][protocol] = r['paired']
-    return _round(out)
+    return round_metrics(out)
 
 # %% ../nbs/06a_external.ipynb #10cebf66
 PUBLISHED_PI0_LIBERO = {  # ActProbe (Huang et al., 2026), Table 1, π0 + LIBERO-10: q-AUC (q = 0.25, taskmax) ×100, seen / unseen
@@ -273,7 +272,7 @@ PUBLISHED_PI0_LIBERO = {  # ActProbe (Huang et al., 2026), Table 1, π0 + LIBERO
 
 def external_table(metrics:dict, dataset:str='pi0_libero', reference:str='salus') -> str:
     "Markdown: every scorer's q-AUC 0.25 under `taskmax` and `budget` (pooled), per-task, survivors and full-episode AUC, both protocols, then the published numbers."
-    from salus.evaluate import CONTROLS, _fmt, _paired
+    from salus.base import CONTROLS
     d = metrics[dataset]
     protocols = [p for p in ('allseen', 'unseen') if p in d]
     head = ' | '.join(f'{p}: q-AUC taskmax | {p}: q-AUC budget | {p}: SALUS − scorer | {p}: per task | {p}: full episode' for p in protocols)
@@ -285,8 +284,8 @@ def external_table(metrics:dict, dataset:str='pi0_libero', reference:str='salus'
         cells = []
         for p in protocols:
             m, pr = d[p].get(s, {}), metrics['paired'][dataset][p].get(s, {})
-            cells += [_fmt(m.get('q_auc_0.25_taskmax')), _fmt(m.get('q_auc_0.25'), m.get('q_auc_0.25_ci')),
-                      '' if s == reference else _paired(pr.get('q_auc_0.25')), _fmt(m.get('q_auc_0.25_macro')), _fmt(m.get('roc_auc'))]
+            cells += [fmt_value(m.get('q_auc_0.25_taskmax')), fmt_value(m.get('q_auc_0.25'), m.get('q_auc_0.25_ci')),
+                      '' if s == reference else fmt_paired(pr.get('q_auc_0.25')), fmt_value(m.get('q_auc_0.25_macro')), fmt_value(m.get('roc_auc'))]
         rows.append(f"| {label} | {' | '.join(cells)} |")
     for s, (seen, unseen, reads) in PUBLISHED_PI0_LIBERO.items():
         published = {'allseen': seen, 'unseen': unseen}

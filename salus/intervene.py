@@ -13,12 +13,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .collect import EpisodeSpec, run_specs
-from .core import derive_seed
-from .envs import FAILURE_TYPES, ScriptedExpert, Shift, make_env
+from .collect import EpisodeSpec, run_specs, worker_policy
+from .base import derive_seed
+from .envs import FAILURE_TYPES, ScriptedExpert, Shift, make_env, run_episode
 from .predictor import ConformalThresholds, FailurePredictor, PredictorStream
+from .report import fmt_value
 from .signals import FeatureNovelty, SignalExtractor
-from .vla import VLAObservation, instruction_encoder
+from .vla import VLAObservation, ensemble_step, instruction_encoder
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'CONDITIONS', 'InterventionError', 'MonitorConfig', 'Decision', 'consensus_action', 'Monitor',
@@ -45,6 +46,16 @@ class MonitorConfig:
     max_help_requests: int = 2  # `human`: per episode
     samples: int = 4  # generative samples of the members per step, for the `sample_dispersion` signal (as in collection)
     trend_window: int = 5  # of `uncertainty_trend`
+
+    @classmethod
+    def from_params(cls, iv, # `params.intervene` (`salus.params.InterveneParams`)
+                    signals, # `params.signals`: the monitor streams them as the collection did
+                    strategy:str='stop') -> 'MonitorConfig':
+        "The monitor of the `intervene` params group."
+        return cls(strategy=strategy, alpha=iv.alpha, trigger_horizons_s=tuple(iv.trigger_horizons_s),
+                   trigger_outputs=tuple(iv.trigger_outputs), slow_factor=iv.slow_factor,
+                   resample_samples=iv.resample_samples, human_steps=iv.human_steps,
+                   max_help_requests=iv.max_help_requests, samples=signals.samples, trend_window=signals.trend_window)
 
     def __post_init__(self):
         if self.strategy not in CONDITIONS: raise InterventionError(f"unknown strategy {self.strategy!r}; one of {', '.join(CONDITIONS)}")
@@ -138,12 +149,11 @@ class Monitor:
         if len(obs) != self.n_envs: raise InterventionError(f"batch of {len(obs)} observations, but the monitor watches {self.n_envs} environments")
         c, B = self.config, self.n_envs
         t0 = time.perf_counter()
-        chunks, emb = self.vla.member_chunks(obs, self.generator)
-        samples = self.vla.member_chunks(obs, self.generator, samples=c.samples)[0][:, 0] if self.need_samples else None
-        proposed = np.clip(np.median(chunks[:, :, 0], 0), -1, 1).astype(np.float32)
+        step = ensemble_step(self.vla, obs, self.generator, c.samples if self.need_samples else 0)
+        chunks, proposed = step.chunks, step.action
         t1 = time.perf_counter()
-        embedding = np.concatenate(list(emb), -1) if self.need_embedding else None
-        signals = self.extractor.step(chunks, proposed, samples=samples, embedding=embedding)
+        embedding = step.joint_embedding if self.need_embedding else None
+        signals = self.extractor.step(chunks, proposed, samples=step.samples, embedding=embedding)
         starting = self.stream.model.config.task_context and (self.stream.steps == 0).any()   # the task is read when an episode starts
         risk = self.stream.step(signals, instruction_encoder()(obs.instructions) if starting else None)
         alarm = (risk > self.threshold).any((1, 2))
@@ -194,64 +204,59 @@ def intervention_specs(episodes:Sequence[EpisodeSpec], strategies:Sequence[str],
 @dataclass(frozen=True)
 class InterventionConfig:
     "What an intervention worker needs besides the spec (plain data: it travels to processes and Ray nodes)."
-    policy_path: str  # an `EmbeddedVLA` checkpoint folder
+    policy_path: str  # a VLA checkpoint folder of any registered backend (`salus.vla.load_backend`)
     predictor_dir: str  # holds `seed<i>/` predictor folders (model + `thresholds.json`)
     envs: dict  # `params.envs` values
     monitor: MonitorConfig  # its `strategy` is replaced by each spec's condition
     novelty_path: str|None = None  # a `FeatureNovelty` .npz, for the `*_novelty` signals
 
-_WORKER: dict = {}
+_PREDICTORS: dict = {}
 
 def _worker_models(cfg:InterventionConfig, predictor_seed:int):
-    "Policy, novelty, predictor and thresholds of this process, loaded once per config and seed."
+    "Policy and novelty (`salus.collect.worker_policy`), predictor and thresholds of this process, loaded once each."
     from salus.predictor import load_predictor
-    from salus.vla import EmbeddedVLA
-    if _WORKER.get('cfg') != cfg:
-        torch.set_num_threads(1)  # the same numbers in every process, on every backend
-        _WORKER.clear()
-        _WORKER.update(cfg=cfg, vla=EmbeddedVLA.load(cfg.policy_path), predictors={},
-                       novelty=FeatureNovelty.load(cfg.novelty_path) if cfg.novelty_path else None)
-    if predictor_seed not in _WORKER['predictors']:
+    vla, novelty = worker_policy(cfg.policy_path, cfg.novelty_path)
+    if _PREDICTORS.get('cfg') != cfg: _PREDICTORS.clear(); _PREDICTORS['cfg'] = cfg
+    if predictor_seed not in _PREDICTORS:
         folder = Path(cfg.predictor_dir)/f'seed{predictor_seed}'
-        _WORKER['predictors'][predictor_seed] = (load_predictor(folder), ConformalThresholds.load(folder/'thresholds.json'))
-    return _WORKER['vla'], _WORKER['novelty'], *_WORKER['predictors'][predictor_seed]
+        _PREDICTORS[predictor_seed] = (load_predictor(folder), ConformalThresholds.load(folder/'thresholds.json'))
+    return vla, novelty, *_PREDICTORS[predictor_seed]
 
 def monitored_episode(spec:InterventionSpec, cfg:InterventionConfig) -> dict:
     "Run one episode under the spec's condition; return its record."
     from dataclasses import replace
-    from salus.core import EnvsParams
+    from salus.params import EnvsParams
     vla, novelty, predictor, thresholds = _worker_models(cfg, spec.predictor_seed)
     e = spec.episode
     monitor = Monitor(vla, predictor, thresholds, replace(cfg.monitor, strategy=spec.condition), novelty=novelty, seed=e.seed)
     env = make_env(e.task, EnvsParams(**cfg.envs), shift=Shift.model_validate_json(e.shift))
     counts = dict(alarm_steps=0, help_requests=0, help_steps=0, slowed_steps=0, resampled_steps=0)
-    first_alarm, policy_s, monitor_s, outcome = -1, 0.0, 0.0, None
-    try:
-        obs, info = env.reset(seed=e.seed)
-        expert = ScriptedExpert(env, rng=np.random.default_rng(e.seed))
-        while info['outcome'] == 'running':
-            d = monitor.step(VLAObservation(obs['front'], obs['wrist'], obs['state'], info['instruction']))
-            policy_s, monitor_s = policy_s + d.policy_s, monitor_s + d.monitor_s
-            kind = d.kind[0]
-            if d.alarm[0]:
-                counts['alarm_steps'] += 1
-                if first_alarm < 0: first_alarm = info['step']
-            if kind == 'stop':
-                outcome = 'abort'
-                break
-            if kind == 'help': expert.take_over(); counts['help_requests'] += 1
-            if kind in ('help', 'helped'): action = expert.act(); counts['help_steps'] += 1
-            else: action = d.action[0]
-            counts['slowed_steps'] += kind == 'slow'
-            counts['resampled_steps'] += kind == 'resample'
-            obs, _, _, _, info = env.step(action)
-    finally:
-        env.close()
+    run = dict(first_alarm=-1, policy_s=0.0, monitor_s=0.0, outcome=None)
+    def start(obs, info):  # the expert reads the fresh scene
+        run['expert'] = ScriptedExpert(env, rng=np.random.default_rng(e.seed))
+    def act(obs, info):
+        d = monitor.step(VLAObservation(obs['front'], obs['wrist'], obs['state'], info['instruction']))
+        run['policy_s'], run['monitor_s'] = run['policy_s'] + d.policy_s, run['monitor_s'] + d.monitor_s
+        kind, expert = d.kind[0], run['expert']
+        if d.alarm[0]:
+            counts['alarm_steps'] += 1
+            if run['first_alarm'] < 0: run['first_alarm'] = info['step']
+        if kind == 'stop':
+            run['outcome'] = 'abort'
+            return None  # the episode ends here
+        if kind == 'help': expert.take_over(); counts['help_requests'] += 1
+        if kind in ('help', 'helped'): action = expert.act(); counts['help_steps'] += 1
+        else: action = d.action[0]
+        counts['slowed_steps'] += kind == 'slow'
+        counts['resampled_steps'] += kind == 'resample'
+        return action
+    try: info = run_episode(env, act, e.seed, on_reset=start)
+    finally: env.close()
     steps = max(info['step'], 1)
     return dict(index=e.index, task=e.task, split=e.split, shift_name=e.shift_name, seed=e.seed, condition=spec.condition,
-                predictor_seed=spec.predictor_seed, outcome=outcome or info['outcome'], failure_type=info['failure_type'] or '',
-                steps=info['step'], first_alarm=first_alarm, **counts,
-                policy_ms=round(policy_s / steps * 1e3, 4), monitor_ms=round(monitor_s / steps * 1e3, 4))
+                predictor_seed=spec.predictor_seed, outcome=run['outcome'] or info['outcome'],
+                failure_type=info['failure_type'] or '', steps=info['step'], first_alarm=run['first_alarm'], **counts,
+                policy_ms=round(run['policy_s'] / steps * 1e3, 4), monitor_ms=round(run['monitor_s'] / steps * 1e3, 4))
 
 # %% ../nbs/07_intervene.ipynb #5274348a
 def _read_records(path:Path) -> list[dict]:
@@ -276,10 +281,10 @@ def run_interventions(path:str|Path, # JSON lines, one record per spec; resumed 
                       specs:Sequence[InterventionSpec], cfg:InterventionConfig,
                       backend:str='local', workers:int=2, progress:bool=True,
                       on_mismatch:str='raise', # records of other specs in `path`: 'raise', or 'restart' (delete the file, run every spec)
-                      run:str='', # the run the records belong to (e.g. `salus.core.stage_fingerprint`), kept in each; others mismatch
+                      run:str='', # the run the records belong to (e.g. `salus.stages.stage_fingerprint`), kept in each; others mismatch
                      ) -> list[dict]:
     "Run every spec not yet recorded in `path`, in order; return all records."
-    from salus.core import progress_bar as tqdm
+    from salus.base import progress_bar as tqdm
     path = Path(path)
     if on_mismatch not in ('raise', 'restart'): raise InterventionError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
     if not (Path(cfg.policy_path)/'config.json').is_file(): raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint (config.json missing)")
@@ -381,11 +386,7 @@ def intervention_table(metrics:dict, # `intervention_metrics` output
                        split:str) -> str:
     "A markdown table of one split: each condition's outcomes and its paired changes against the unmonitored policy."
     if split not in metrics: raise InterventionError(f"no split {split!r} in the metrics; have {list(metrics)}")
-    def num(m, k, ci=True):
-        v = m.get(k)
-        if v is None: return '–'
-        lohi = m.get(k + '_ci')
-        return f"{v:.2f}" + (f" [{lohi[0]:.2f}, {lohi[1]:.2f}]" if ci and lohi else '')
+    num = lambda m, k, ci=True: fmt_value(m.get(k), m.get(k + '_ci') if ci else None, digits=2)
     rows = ['| condition | success | failure | abort | false stops | help requests / episode | failure reduction | success change |',
             '|---|---|---|---|---|---|---|---|']
     for c, m in metrics[split].items():

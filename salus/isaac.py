@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .envs import FAILURE_TYPES
+from .base import FAILURE_TYPES
 
 # %% auto #0
 __all__ = ['ISAAC_INSTALL_HINT', 'TERMINATION_TYPES', 'ISAAC_TASKS', 'require_isaac', 'failure_from_terms', 'IsaacLabTabletopEnv']

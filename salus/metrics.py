@@ -10,10 +10,37 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+from .base import episode_starts
 
 # %% auto #0
-__all__ = ['CUTOFF_RULES', 'EvaluationError', 'RankedScores', 'early_cutoffs', 'episode_starts', 'running_max', 'early_max',
-           'EpisodeSummary', 'summarise_episodes', 'Unit', 'bootstrap_draws', 'hierarchical_bootstrap']
+__all__ = ['CUTOFF_RULES', 'roc_auc', 'average_precision', 'EvaluationError', 'RankedScores', 'early_cutoffs', 'running_max',
+           'early_max', 'EpisodeSummary', 'summarise_episodes', 'Unit', 'bootstrap_draws', 'hierarchical_bootstrap']
+
+# %% ../nbs/05b_metrics.ipynb #0c1c0698
+def _two_classes(scores, labels, what):
+    s, y = np.asarray(scores, float).ravel(), np.asarray(labels).ravel().astype(bool)
+    if len(s) != len(y): raise ValueError(f"{what}: {len(s)} scores but {len(y)} labels")
+    if not np.isfinite(s).all(): raise ValueError(f"{what}: non-finite scores")
+    if y.all() or not y.any(): raise ValueError(f"{what}: undefined with one class only ({int(y.sum())} positives of {len(y)})")
+    return s, y
+
+def roc_auc(scores:np.ndarray, labels:np.ndarray) -> float:
+    "Area under the ROC curve: P(score of a positive > score of a negative), ties counted half."
+    from scipy.stats import rankdata
+    s, y = _two_classes(scores, labels, 'roc_auc')
+    r = rankdata(s)
+    n1, n0 = y.sum(), (~y).sum()
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+def average_precision(scores:np.ndarray, labels:np.ndarray) -> float:
+    "Area under the precision-recall curve as average precision (the mean of precision at each positive's rank)."
+    s, y = _two_classes(scores, labels, 'average_precision')
+    order = np.argsort(-s, kind='mergesort')
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
+    tp, n = np.cumsum(y)[last], last + 1
+    recall_gain = np.diff(np.r_[0, tp]) / y.sum()
+    return float((recall_gain * tp / n).sum())
 
 # %% ../nbs/05b_metrics.ipynb #a81d1f4d
 class EvaluationError(ValueError):
@@ -82,11 +109,6 @@ def early_cutoffs(lengths:np.ndarray, # (E,) steps of each episode
         if rule == 'taskmax': out[m] = np.minimum(_ceil(q * T[m].max()), T[m])
         else: out[m] = int(math.floor((T[m].min() - 1) * q + 0.5)) + 1   # round half up
     return np.maximum(out, 1)
-
-def episode_starts(episode_ends:np.ndarray) -> np.ndarray:
-    "(E,) first step of each episode in the concatenated steps."
-    ends = np.asarray(episode_ends, np.int64)
-    return np.r_[0, ends[:-1]].astype(np.int64) if len(ends) else np.zeros(0, np.int64)
 
 def running_max(scores:np.ndarray, # (N,) per-step scores of concatenated episodes
                 episode_ends:np.ndarray) -> np.ndarray:
@@ -279,7 +301,7 @@ def hierarchical_bootstrap(units:Sequence[Unit], episode_ids:Sequence[np.ndarray
                            paired_metrics:Sequence[str]|None=None, # metrics compared (default: all)
                            progress:bool=False) -> dict:
     "`{'estimate': {scorer: {metric: v, metric_ci: [lo, hi]}}, 'paired': {scorer: {metric: [ref − scorer, lo, hi]}}}`."
-    from salus.core import progress_bar as tqdm
+    from salus.base import progress_bar as tqdm
     if not 0 < confidence < 1: raise EvaluationError(f"confidence must be in (0, 1), got {confidence}")
     if n_boot < 1: raise EvaluationError(f"n_boot must be ≥ 1, got {n_boot}")
     point = [statistic(i, None) for i in range(len(units))]

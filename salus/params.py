@@ -11,6 +11,8 @@ from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from .base import (ACTPROBE_FEATURES, BASELINE_NAMES, BASELINE_SIGNALS, FAILURE_TYPES, SIGNAL_NAMES, TASK_NAMES,
+                        Shift, horizon_steps)
 
 # %% auto #0
 __all__ = ['Profile', 'PROFILES', 'EXTERNAL_ONLY_BASELINES', 'ParamsError', 'ParamsGroup', 'RuntimeParams', 'SalusParams',
@@ -78,10 +80,9 @@ class EnvsParams(ParamsGroup):
 
     @model_validator(mode='after')
     def _check_split(self):
-        from salus.envs import TASKS  # the registry lives with the envs; imported here so bad names fail at load
         for key in ('seen_tasks', 'unseen_tasks'):
-            unknown = [t for t in getattr(self, key) if t not in TASKS]
-            if unknown: raise ValueError(f"{key}: unknown task(s) {unknown}; tasks: {', '.join(TASKS)}")
+            unknown = [t for t in getattr(self, key) if t not in TASK_NAMES]
+            if unknown: raise ValueError(f"{key}: unknown task(s) {unknown}; tasks: {', '.join(TASK_NAMES)}")
         both = set(self.seen_tasks) & set(self.unseen_tasks)
         if both: raise ValueError(f"tasks both seen and unseen: {sorted(both)}")
         return self
@@ -97,16 +98,11 @@ class PolicyParams(ParamsGroup):
     goal_weight: float = Field(ge=0)  # weight of the auxiliary object/destination regression (0: pure imitation)
     shift_pixels: int = Field(ge=0, le=16)  # random image-shift augmentation
     eval_episodes_per_task: int = Field(ge=1, le=1000)  # closed-loop episodes per task and condition
-    eval_shift: dict[str, float]  # the distribution shift of the 'shifted' evaluation (fields of salus.envs.Shift)
+    eval_shift: dict[str, float]  # the distribution shift of the 'shifted' evaluation (fields of `Shift`)
 
     @model_validator(mode='after')
     def _check_shift(self):
-        from salus.envs import Shift
-        from pydantic import ValidationError as VE
-        try: Shift(**self.eval_shift)
-        except VE as e:
-            problems = '; '.join(f"{x['loc'][0]}: {x['msg']}" for x in e.errors())
-            raise ValueError(f"eval_shift: {problems}") from None
+        if problem := _shift_problems('eval_shift', self.eval_shift): raise ValueError(problem)
         return self
 
 class DemosParams(ParamsGroup):
@@ -116,11 +112,9 @@ class DemosParams(ParamsGroup):
     grasp_noise: float = Field(ge=0, le=0.02)  # std of the per-episode offset of the expert's grasp points (m)
 
 def _shift_problems(name:str, fields:dict) -> str|None:
-    "Why `fields` is not a valid `salus.envs.Shift`, or None."
-    from salus.envs import Shift
-    from pydantic import ValidationError as VE
+    "Why `fields` is not a valid `Shift`, or None."
     try: Shift(**fields)
-    except VE as e: return f"{name}: " + '; '.join(f"{x['loc'][0]}: {x['msg']}" for x in e.errors())
+    except ValidationError as e: return f"{name}: " + '; '.join(f"{x['loc'][0]}: {x['msg']}" for x in e.errors())
     return None
 
 class SignalsParams(ParamsGroup):
@@ -133,9 +127,8 @@ class SignalsParams(ParamsGroup):
 
     @model_validator(mode='after')
     def _check_names(self):
-        from salus.signals import SIGNALS
-        unknown = [n for n in self.active if n not in SIGNALS]
-        if unknown: raise ValueError(f"unknown signal(s) {unknown}; registered: {', '.join(SIGNALS)}")
+        unknown = [n for n in self.active if n not in SIGNAL_NAMES]
+        if unknown: raise ValueError(f"unknown signal(s) {unknown}; registered: {', '.join(SIGNAL_NAMES)}")
         if len(set(self.active)) != len(self.active): raise ValueError(f"signal names repeat: {self.active}")
         if 'sample_dispersion' in self.active and self.samples < 2: raise ValueError("sample_dispersion needs samples ≥ 2")
         return self
@@ -147,7 +140,7 @@ class ReplicateParams(ParamsGroup):
 class CollectParams(ParamsGroup):
     "Ensemble rollouts on seen and unseen tasks under shift levels (stage `collect`, salus.collect)."
     episodes_per_task: int = Field(ge=1, le=100_000)  # per task and shift level
-    shifts: dict[str, dict[str, float]] = Field(min_length=1)  # shift level name -> salus.envs.Shift fields ({}: nominal)
+    shifts: dict[str, dict[str, float]] = Field(min_length=1)  # shift level name -> `Shift` fields ({}: nominal)
     backend: Literal['serial', 'local', 'ray']  # where rollouts run (ray: RAY_ADDRESS or a local cluster)
     workers: int = Field(ge=1, le=1024)  # processes (local) or CPUs of a local Ray cluster
 
@@ -213,9 +206,8 @@ class EvaluateParams(ParamsGroup):
     @model_validator(mode='after')
     def _check(self):
         "Baselines known to `salus.evaluate` and named once; q and α in range, the headline ones among them; held-out folds non-empty, without repeats."
-        from salus.evaluate import BASELINES
-        unknown = [n for n in self.baselines if n not in BASELINES]
-        if unknown: raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
+        unknown = [n for n in self.baselines if n not in BASELINE_NAMES]
+        if unknown: raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINE_NAMES)}")
         if len(set(self.baselines)) != len(self.baselines): raise ValueError(f"baselines repeat: {self.baselines}")
         if bad := [q for q in self.qs if not 0 < q <= 1]: raise ValueError(f"qs must be in (0, 1], got {bad}")
         if not any(abs(q - self.headline_q) < 1e-9 for q in self.qs): raise ValueError(f"headline_q {self.headline_q} is not one of qs {self.qs}")
@@ -250,9 +242,7 @@ class ExternalParams(ParamsGroup):
     @model_validator(mode='after')
     def _check(self):
         "Known baselines that read no embeddings, named once; horizons whole steps at the logs' rate; protocols named once."
-        from salus.evaluate import BASELINE_SIGNALS, BASELINES
-        from salus.data import horizon_steps
-        usable = [n for n in BASELINES if n not in BASELINE_SIGNALS and n not in ('rnd', 'safe_mlp')] + list(EXTERNAL_ONLY_BASELINES)
+        usable = [n for n in BASELINE_NAMES if n not in BASELINE_SIGNALS and n not in ('rnd', 'safe_mlp')] + list(EXTERNAL_ONLY_BASELINES)
         if unknown := [n for n in self.baselines if n not in usable]:
             raise ValueError(f"baselines {unknown} cannot run on logged features; usable: {', '.join(usable)}")
         if len(set(self.baselines)) != len(self.baselines): raise ValueError(f"baselines repeat: {self.baselines}")
@@ -280,13 +270,12 @@ class InterveneParams(ParamsGroup):
     @model_validator(mode='after')
     def _check(self):
         "Strategies named once, known outputs and tasks."
-        from salus.envs import FAILURE_TYPES, TASKS
         if len(set(self.strategies)) != len(self.strategies): raise ValueError(f"strategies repeat: {self.strategies}")
         unknown = [o for o in self.trigger_outputs if o not in (*FAILURE_TYPES, 'any')]
         if unknown: raise ValueError(f"unknown trigger output(s) {unknown}; one of {', '.join((*FAILURE_TYPES, 'any'))}")
         if self.tasks != 'all':
-            unknown = [t for t in self.tasks if t not in TASKS]
-            if unknown or not self.tasks: raise ValueError(f"tasks: unknown or none {unknown}; 'all' or names from: {', '.join(TASKS)}")
+            unknown = [t for t in self.tasks if t not in TASK_NAMES]
+            if unknown or not self.tasks: raise ValueError(f"tasks: unknown or none {unknown}; 'all' or names from: {', '.join(TASK_NAMES)}")
         return self
 
 class FiguresParams(ParamsGroup):
@@ -365,7 +354,6 @@ def load_params(path:str|Path='params.yaml', # the params file
     stray = [h for h in iv.trigger_horizons_s if not any(abs(h - g) < 1e-9 for g in pr.horizons_s)]
     if stray: problems.append(f"intervene.trigger_horizons_s: {stray} not in predictor.horizons_s {pr.horizons_s}")
     envs = resolved.envs
-    from salus.data import horizon_steps
     try: horizon_steps(pr.horizons_s, envs.control_hz)
     except ValueError as e: problems.append(f"predictor.horizons_s: {e} (envs.control_hz)")
     if iv.tasks != 'all' and (stray := [t for t in iv.tasks if t not in envs.seen_tasks + envs.unseen_tasks]):
@@ -373,7 +361,6 @@ def load_params(path:str|Path='params.yaml', # the params file
     fg = resolved.figures
     if stray := [s for s in fg.scorers if s != 'salus' and s not in ev.baselines]:
         problems.append(f"figures.scorers: {stray} are neither 'salus' nor in evaluate.baselines")
-    from salus.external import ACTPROBE_FEATURES
     if stray := [s for s in fg.external_scorers if s != 'salus' and s not in resolved.external.baselines and s not in ACTPROBE_FEATURES]:
         problems.append(f"figures.external_scorers: {stray} are neither 'salus', nor in external.baselines, nor logged features")
     if fg.example_task not in envs.seen_tasks: problems.append(f"figures.example_task: {fg.example_task!r} is not one of envs.seen_tasks")

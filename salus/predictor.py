@@ -14,15 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import EpisodeStore, failure_labels, horizon_steps
-from .envs import FAILURE_TYPES
+from .base import FAILURE_TYPES, episode_starts, horizon_steps
+from .data import EpisodeStore, failure_labels
 
 # %% auto #0
 __all__ = ['SPLITS', 'ARCHITECTURES', 'PredictorError', 'episode_steps', 'SignalEpisodes', 'check_signals',
-           'load_signal_episodes', 'split_episodes', 'signal_windows', 'PredictorConfig', 'FailurePredictor', 'roc_auc',
-           'average_precision', 'TrainConfig', 'check_loss', 'train_predictor', 'fit_temperature', 'conformal_quantile',
-           'ConformalThresholds', 'conformal_thresholds', 'PredictorStream', 'save_predictor', 'load_predictor',
-           'synthetic_signal_episodes', 'synthetic_store']
+           'load_signal_episodes', 'split_episodes', 'signal_windows', 'PredictorConfig', 'FailurePredictor',
+           'TrainConfig', 'check_loss', 'train_predictor', 'fit_temperature', 'conformal_quantile',
+           'ConformalThresholds', 'conformal_thresholds', 'PredictorStream', 'save_predictor', 'load_predictor']
 
 # %% ../nbs/05_predictor.ipynb #8ba0a6c8
 class PredictorError(ValueError):
@@ -35,7 +34,7 @@ def episode_steps(episode_ends:np.ndarray, # (E,) ends of the concatenated episo
     ends = np.asarray(episode_ends, np.int64)
     idx = np.asarray(episodes, np.int64)
     if not idx.size: return np.zeros(0, np.int64)
-    starts = np.concatenate([[0], ends[:-1]])[idx]
+    starts = episode_starts(ends)[idx]
     return np.concatenate([np.arange(s, e) for s, e in zip(starts, ends[idx])])
 
 @dataclass
@@ -73,7 +72,7 @@ class SignalEpisodes:
     @property
     def n_episodes(self) -> int: return len(self.episode_ends)
     @property
-    def starts(self) -> np.ndarray: return np.concatenate([[0], self.episode_ends[:-1]]).astype(np.int64)
+    def starts(self) -> np.ndarray: return episode_starts(self.episode_ends)
     @property
     def lengths(self) -> np.ndarray: return np.diff(np.concatenate([[0], self.episode_ends])).astype(np.int64)
     @property
@@ -187,7 +186,7 @@ def signal_windows(signals:np.ndarray, # (N, S) concatenated episodes
     "(N, W, S): each step's last `window` signal vectors within its episode, first vector repeated before the start."
     ends = np.asarray(episode_ends, np.int64)
     if not len(ends): return np.zeros((0, window, signals.shape[-1]), signals.dtype)
-    starts = np.repeat(np.concatenate([[0], ends[:-1]]), np.diff(np.concatenate([[0], ends])))
+    starts = np.repeat(episode_starts(ends), np.diff(ends, prepend=0))
     t = np.arange(len(signals))
     idx = np.maximum(t[:, None] - np.arange(window - 1, -1, -1)[None], starts[:, None])
     return signals[idx]
@@ -210,6 +209,15 @@ class PredictorConfig:
     episode_output: bool = False  # also predict the episode's outcome (h = ∞, "this episode will fail"), per type and any
     task_context: int = 0  # k: principal components of the instruction embedding fed beside the signals at every step (0: none)
     context_dim: int = 384  # D: the instruction embedding's size (MiniLM's), when task_context > 0
+
+    @classmethod
+    def from_params(cls, p, # `params.predictor` (`salus.params.PredictorParams`)
+                    signal_names:list[str], control_hz:float, # of the data it reads
+                    horizons_s:list[float]|None=None, # default: `p.horizons_s`
+                    **kwargs) -> 'PredictorConfig': # any other field (arch, failure_types, task_context)
+        "The architecture settings of the `predictor` params group, for data with these signals at this rate."
+        return cls(signal_names, p.horizons_s if horizons_s is None else horizons_s, control_hz, window=p.window,
+                   hidden=p.hidden, dropout=p.dropout, episode_output=p.episode_output, **kwargs)
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES: raise PredictorError(f"unknown architecture {self.arch!r}; one of {ARCHITECTURES}")
@@ -406,32 +414,6 @@ class FailurePredictor(nn.Module):
         "Horizon (N, H, K+1) and episode-outcome (N, K+1) probabilities for every step of `data` (the latter None without that output)."
         return self.predict_all(self._windows(data))
 
-# %% ../nbs/05_predictor.ipynb #0c1c0698
-def _two_classes(scores, labels, what):
-    s, y = np.asarray(scores, float).ravel(), np.asarray(labels).ravel().astype(bool)
-    if len(s) != len(y): raise ValueError(f"{what}: {len(s)} scores but {len(y)} labels")
-    if not np.isfinite(s).all(): raise ValueError(f"{what}: non-finite scores")
-    if y.all() or not y.any(): raise ValueError(f"{what}: undefined with one class only ({int(y.sum())} positives of {len(y)})")
-    return s, y
-
-def roc_auc(scores:np.ndarray, labels:np.ndarray) -> float:
-    "Area under the ROC curve: P(score of a positive > score of a negative), ties counted half."
-    from scipy.stats import rankdata
-    s, y = _two_classes(scores, labels, 'roc_auc')
-    r = rankdata(s)
-    n1, n0 = y.sum(), (~y).sum()
-    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-def average_precision(scores:np.ndarray, labels:np.ndarray) -> float:
-    "Area under the precision-recall curve as average precision (the mean of precision at each positive's rank)."
-    s, y = _two_classes(scores, labels, 'average_precision')
-    order = np.argsort(-s, kind='mergesort')
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
-    tp, n = np.cumsum(y)[last], last + 1
-    recall_gain = np.diff(np.r_[0, tp]) / y.sum()
-    return float((recall_gain * tp / n).sum())
-
 # %% ../nbs/05_predictor.ipynb #79ab8e7f
 @dataclass
 class TrainConfig:
@@ -443,6 +425,13 @@ class TrainConfig:
     weight_decay: float = 1e-4
     max_pos_weight: float = 50.0
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, p, # `params.predictor` (`salus.params.PredictorParams`)
+                    seed:int=0) -> 'TrainConfig':
+        "The training settings of the `predictor` params group."
+        return cls(epochs=p.epochs, patience=p.patience, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
+                   seed=seed)
 
     def __post_init__(self):
         for k in ('epochs', 'patience', 'batch_size'):
@@ -483,7 +472,7 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
                     config:PredictorConfig, tc:TrainConfig=TrainConfig(), progress:bool=True,
                    ) -> tuple[FailurePredictor, list[dict]]:
     "Train a predictor; return it (best validation epoch, eval mode) and the per-epoch history."
-    from salus.core import progress_bar as tqdm
+    from salus.base import progress_bar as tqdm
     train, val = np.asarray(train, np.int64), np.asarray(val, np.int64)
     if not len(train): raise PredictorError("no training episodes")
     leaked = sorted(set(data.meta['split'][np.r_[train, val]]) - {'seen'})
@@ -751,35 +740,3 @@ def load_predictor(path:str|Path) -> FailurePredictor:
     model = FailurePredictor(PredictorConfig(**json.loads((p/'config.json').read_text())['config']))  # no `episode_output` key: False
     model.load_state_dict(load_file(str(p/'model.safetensors')))
     return model.eval()
-
-# %% ../nbs/05_predictor.ipynb #cb13f52b
-def synthetic_signal_episodes(n_episodes:int=240, # episodes; the last `unseen_fraction` of them from unseen tasks
-                              structure:bool=True, # rising first signal before failures (else pure noise)
-                              signal_fraction:float=0.8, # share of failing episodes that show the rise
-                              ramp:int=12, # steps over which the signal rises before the failure
-                              unseen_fraction:float=0.2,
-                              seed:int=0) -> list[tuple[dict[str, np.ndarray], dict]]:
-    "Episodes (arrays, metadata) of 3 noise signals with or without a pre-failure rise: test data with a known answer."
-    rng = np.random.default_rng(seed)
-    episodes = []
-    for e in range(n_episodes):
-        T = int(rng.integers(25, 60))
-        failed = rng.random() < 0.5
-        x = rng.normal(size=(T, 3)).astype(np.float32)
-        if structure and failed and rng.random() < signal_fraction:
-            x[-ramp:, 0] += np.linspace(0.5, 3.0, min(ramp, T))[-min(ramp, T):]
-        kind = str(rng.choice(FAILURE_TYPES)) if failed else ''
-        split = 'seen' if e < (1 - unseen_fraction) * n_episodes else 'unseen'
-        episodes.append(({'signals': x}, dict(task=f'{split}_task{e % 4}', split=split,
-                                               outcome='failure' if failed else 'success', failure_type=kind,
-                                               failure_step=T if failed else -1)))
-    return episodes
-
-def synthetic_store(path, **kwargs) -> EpisodeStore:
-    "An episode store of `synthetic_signal_episodes` (signals only), with the attributes the predictor reads."
-    from salus.data import StoreSchema
-    schema = StoreSchema(data={'signals': ((3,), 'float32')},
-                         meta={'task': 'str', 'split': 'str', 'outcome': 'str', 'failure_type': 'str', 'failure_step': 'int64'})
-    store = EpisodeStore.create(path, schema, dict(signal_names=['disagreement', 'noise_a', 'noise_b'], control_hz=10))
-    for data, meta in synthetic_signal_episodes(**kwargs): store.append_episode(data, meta)
-    return store

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from .base import SEED_SIGNALS, SIGNAL_NAMES, check_registry
 
 # %% auto #0
-__all__ = ['SIGNALS', 'SEED_SIGNALS', 'Signal', 'register_signal', 'FeatureNovelty', 'SignalExtractor']
+__all__ = ['SIGNALS', 'Signal', 'register_signal', 'FeatureNovelty', 'SignalExtractor']
 
 # %% ../nbs/03_signals.ipynb #22b3ad5e
 @dataclass(frozen=True)
@@ -30,7 +31,6 @@ def register_signal(name:str, formula:str):
         return fn
     return deco
 
-SEED_SIGNALS = ('epistemic', 'action_magnitude', 'action_variance', 'smoothness', 'max_variance', 'uncertainty_trend')
 
 @register_signal('epistemic', 'mean_a std_k chunks[k, b, 0, a]')
 def _epistemic(s, h): return s['std0'].mean(-1)
@@ -77,6 +77,8 @@ def _knn_novelty(s, h): return _needs_novelty(s, h, 'knn_novelty').knn(s['embedd
 
 @register_signal('mahalanobis_novelty', 'sqrt((e − m)ᵀ (Σ + λI)⁻¹ (e − m) / D) against the demo embeddings')
 def _mahalanobis_novelty(s, h): return _needs_novelty(s, h, 'mahalanobis_novelty').mahalanobis(s['embedding'])
+
+check_registry('signals', SIGNALS, SIGNAL_NAMES)  # params.yaml is validated against salus.base's list
 
 # %% ../nbs/03_signals.ipynb #ebffd26f
 class FeatureNovelty:

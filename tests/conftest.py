@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from salus.core import ProjectPaths
+from salus.stages import ProjectPaths
 
 REPO = ProjectPaths.find(Path(__file__).parent).root
 

@@ -114,3 +114,23 @@ def test_a_store_of_another_collection_is_restarted_only_when_asked(setup, tmp_p
     assert len(EpisodeStore.open(path)) == len(serial)                   # refused: untouched
     fresh = collect_rollouts(path, other, cfg, backend='serial', progress=False, on_mismatch='restart')
     assert len(fresh) == len(other) and fresh.meta()['seed'].tolist() == [s.seed for s in other]
+
+def test_collect_and_replicate_collections_share_one_plan():
+    "Collection 0 is seeded by the root seed, replicate k by derive_seed(seed, 'collection', k); same tasks, shifts and count."
+    from salus.base import derive_seed
+    from salus.collect import collection_plan, rollout_config
+    from salus.params import load_params
+    from conftest import REPO
+    params = load_params(REPO/'params.yaml', profile='smoke')
+    c, e = params.collect, params.envs
+    specs0, attrs0 = collection_plan(params, 0)
+    specs2, attrs2 = collection_plan(params, 2)
+    assert specs0 == episode_specs(e.seen_tasks, e.unseen_tasks, c.shifts, c.episodes_per_task, seed=params.seed)
+    assert specs2 == episode_specs(e.seen_tasks, e.unseen_tasks, c.shifts, c.episodes_per_task,
+                                   seed=derive_seed(params.seed, 'collection', 2))
+    assert [s.seed for s in specs0] != [s.seed for s in specs2] and [s.task for s in specs0] == [s.task for s in specs2]
+    assert 'collection' not in attrs0 and attrs2['collection'] == 2 and attrs0['collect'] == attrs2['collect'] == c.values()
+    cfg = rollout_config(params, novelty_path='n.npz')
+    assert cfg.signals == tuple(params.signals.active) and cfg.samples == params.signals.samples and cfg.novelty_path == 'n.npz'
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match='collection must be an integer ≥ 0'): collection_plan(params, bad)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import zarr
 
-from salus.core import DemosParams, EnvsParams
-from salus.data import EpisodeStore, StoreError, StoreSchema, record_demonstrations
+from salus.params import DemosParams, EnvsParams
+from salus.demos import record_demonstrations
+from salus.data import EpisodeStore, StoreError, StoreSchema
 
 SCHEMA = StoreSchema(data={'state': ((3,), 'float32'), 'image': ((4, 4, 3), 'uint8')}, meta={'task': 'str', 'seed': 'int64'})
 
@@ -88,7 +89,8 @@ def test_demos_resume_equals_one_uninterrupted_run(tmp_path):
     assert set(ma['split']) == {'seen'} and set(ma['outcome']) == {'success'}
 
 def test_failure_labels_follow_the_definition():
-    from salus.data import FAILURE_TYPES, failure_labels, horizon_steps
+    from salus.base import FAILURE_TYPES, horizon_steps
+    from salus.data import failure_labels
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 30, 40)
     ends = np.cumsum(lengths)
@@ -299,7 +301,7 @@ def test_a_version_1_store_is_upgraded_in_place(store):
     assert json.loads((p/'salus_commit.json').read_text())['n_episodes'] == 3
 
 def test_horizons_shorter_than_a_step_or_equal_after_rounding_are_refused():
-    from salus.data import horizon_steps
+    from salus.base import horizon_steps
     with pytest.raises(ValueError, match='shorter than one control step'): horizon_steps([0.01, 0.5], 10)
     with pytest.raises(ValueError, match='two horizons would be the same'): horizon_steps([0.2, 0.24], 10)
     assert horizon_steps([0.2, 0.5, 1, 2], 4) == [1, 2, 4, 8]

@@ -6,10 +6,12 @@ import re, shutil, subprocess
 import pytest
 import yaml
 
-from salus.core import StageFailed, dvc, new_pipeline_notebook, prepare_external_data, set_profile
+from salus.params import set_profile
+from salus.stages import StageFailed, dvc, new_pipeline_notebook, prepare_external_data
 from conftest import REPO, git
 
-DEFAULTS = 'profile = "default"\nseed = 0\nruntime = {}'
+DEFAULTS = 'profile = "default"'
+READ = 'from salus.params import load_params\np = load_params("params.yaml", profile=profile)'
 
 def ran(root, *args) -> list[str]:
     "The stages `dvc repro` ran."
@@ -18,10 +20,10 @@ def ran(root, *args) -> list[str]:
 
 def write_pipeline(root):
     # `seeded` reads `seed`; `threads` reads `runtime`; `summary` reads `seeded`'s output; all read `profile`.
-    new_pipeline_notebook(root/'nbs/pipeline/10_seeded.ipynb', DEFAULTS,
-                          'import pathlib\npathlib.Path("out").mkdir(exist_ok=True)\npathlib.Path("out/seeded.txt").write_text(str(seed * 10))')
-    new_pipeline_notebook(root/'nbs/pipeline/20_threads.ipynb', DEFAULTS,
-                          'import pathlib\npathlib.Path("out").mkdir(exist_ok=True)\npathlib.Path("out/threads.txt").write_text(str(runtime["torch_threads"]))')
+    new_pipeline_notebook(root/'nbs/pipeline/10_seeded.ipynb', DEFAULTS, READ,
+                          'import pathlib\npathlib.Path("out").mkdir(exist_ok=True)\npathlib.Path("out/seeded.txt").write_text(str(p.seed * 10))')
+    new_pipeline_notebook(root/'nbs/pipeline/20_threads.ipynb', DEFAULTS, READ,
+                          'import pathlib\npathlib.Path("out").mkdir(exist_ok=True)\npathlib.Path("out/threads.txt").write_text(str(p.runtime.torch_threads))')
     new_pipeline_notebook(root/'nbs/pipeline/30_summary.ipynb', DEFAULTS,
                           'import pathlib\npathlib.Path("out/summary.txt").write_text("seeded=" + pathlib.Path("out/seeded.txt").read_text())')
     stage = lambda name, nb, params, deps=(), outs=(): {name: dict(

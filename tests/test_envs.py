@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from salus.envs import FAILURE_TYPES, TASKS, EnvConfig, FrankaTabletopEnv, ScriptedExpert, Shift, get_task, make_env, rollout
+from salus.envs import FAILURE_TYPES, TASKS, EnvConfig, FrankaTabletopEnv, ScriptedExpert, Shift, get_task, make_env, run_episode
 
 @pytest.mark.parametrize('task', list(TASKS))
 def test_expert_succeeds_without_noise(task):
@@ -11,7 +11,7 @@ def test_expert_succeeds_without_noise(task):
     outcomes = []
     for seed in range(20):
         expert.reset()
-        outcomes.append(rollout(env, lambda obs: expert.act(), seed)['outcome'])
+        outcomes.append(run_episode(env, lambda obs, info: expert.act(), seed)['outcome'])
     assert outcomes.count('success') >= 19, outcomes     # ≥ 95 %
 
 def act_until_done(task, policy, seed=0):
@@ -72,7 +72,7 @@ def test_same_seed_same_episode():
                                                        dynamics=0.2, state_noise=0.001, image_noise=3))
         ex = ScriptedExpert(env, action_noise=0.1, rng=np.random.default_rng(seed))
         frames = []
-        info = rollout(env, lambda obs: ex.act(), seed, on_step=lambda obs, a, i: frames.append(obs))
+        info = run_episode(env, lambda obs, info: ex.act(), seed, on_step=lambda obs, a, i: frames.append(obs))
         return info, frames
     (i1, f1), (i2, f2), (i3, f3) = trace(5), trace(5), trace(6)
     plain = lambda i: {k: v for k, v in i.items() if k != 'goal_positions'}

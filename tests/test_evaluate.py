@@ -14,7 +14,8 @@ from salus.evaluate import (BASELINES, ElapsedScorer, ElapsedTaskPriorScorer, Ep
                             balanced_accuracy, best_f1_threshold, check_novelty, crossfit_splits, episode_metrics, evaluate_seeds,
                             heldout_task_splits, load_eval_data, make_baselines, metrics_json, precision_recall_f1, refit_novelty,
                             results_table, roc_curve, score_crossfit, score_seed, step_metrics)
-from salus.predictor import PredictorConfig, TrainConfig, split_episodes, synthetic_signal_episodes, synthetic_store, train_predictor
+from salus.predictor import PredictorConfig, TrainConfig, split_episodes, train_predictor
+from salus.synthetic import synthetic_signal_episodes, synthetic_store
 
 HORIZONS = [0.5, 1.0, 2.0]
 NAMES = ['h0.5s', 'h1s', 'h2s']
@@ -324,9 +325,9 @@ def test_heldout_task_folds_fit_without_the_withheld_task(tmp_path):
 
 def test_readme_shows_the_generated_results_table():
     from conftest import REPO
-    from salus.evaluate import sync_readme_results
+    from salus.report import sync_readme_results
     assert sync_readme_results(REPO/'README.md', REPO/'metrics/results.md', check=True), \
-        "README's results table differs from metrics/results.md: run `make repro` (or salus.evaluate.sync_readme_results())"
+        "README's results table differs from metrics/results.md: run `make repro` (or salus.report.sync_readme_results())"
 
 def test_units_scored_in_worker_processes_equal_the_serial_ones(tmp_path):
     "The evaluate stage's units in 2 spawned processes give the same scores and thresholds as in this process."

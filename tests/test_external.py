@@ -128,6 +128,6 @@ def test_salus_actprobe_and_controls_on_one_seed(pi0):
     assert '| **salus** |' in table and 'ActProbe (published' in table and '0.801' in table
 
 def test_readme_shows_the_generated_external_table():
-    from salus.evaluate import sync_readme_results
+    from salus.report import sync_readme_results
     assert sync_readme_results(REPO/'README.md', REPO/'metrics/external.md', check=True), \
-        "README's π0 table differs from metrics/external.md: run `make repro` (or salus.evaluate.sync_readme_results(results='metrics/external.md'))"
+        "README's π0 table differs from metrics/external.md: run `make repro` (or salus.report.sync_readme_results(results='metrics/external.md'))"

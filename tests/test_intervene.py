@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from salus.collect import RolloutConfig, collect_rollouts, episode_specs, rollout_episode
-from salus.core import EnvsParams, derive_seed
+from salus.base import derive_seed
+from salus.params import EnvsParams
 from salus.envs import ScriptedExpert, make_env
 from salus.intervene import (STRATEGIES, InterventionConfig, InterventionError, Monitor, MonitorConfig,
                              consensus_action, intervention_metrics, intervention_specs, monitored_episode, run_interventions)
@@ -184,7 +185,7 @@ def test_bad_monitor_setup_is_named(world):
 
 def test_readme_shows_the_generated_intervention_table():
     from conftest import REPO
-    from salus.evaluate import sync_readme_results
+    from salus.report import sync_readme_results
     assert sync_readme_results(REPO/'README.md', REPO/'metrics/intervention.md', check=True), \
         "README's intervention table differs from metrics/intervention.md: run `make repro`"
 
@@ -284,3 +285,14 @@ def test_monitor_feeds_the_instruction_to_a_task_conditioned_predictor(world):
     np.testing.assert_allclose(d.risk, want, atol=1e-6)
     other = PredictorStream(model).step(d.signals, instruction_encoder()(['open the drawer']))
     assert not np.allclose(other, want)   # the instruction does reach the prediction
+
+def test_the_intervene_group_builds_the_monitor_config():
+    from salus.params import load_params
+    from conftest import REPO
+    params = load_params(REPO/'params.yaml', profile='smoke')
+    iv, s = params.intervene, params.signals
+    m = MonitorConfig.from_params(iv, s, strategy='slow')
+    assert (m.strategy, m.alpha, m.trigger_horizons_s, m.trigger_outputs, m.samples, m.trend_window) == \
+           ('slow', iv.alpha, tuple(iv.trigger_horizons_s), tuple(iv.trigger_outputs), s.samples, s.trend_window)
+    assert (m.slow_factor, m.resample_samples, m.human_steps, m.max_help_requests) == \
+           (iv.slow_factor, iv.resample_samples, iv.human_steps, iv.max_help_requests)

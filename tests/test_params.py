@@ -1,7 +1,7 @@
 "`load_params` accepts a valid file, resolves profiles, and refuses bad files with a message naming the key."
 import pytest
 
-from salus.core import PROFILES, ParamsError, load_params, set_profile
+from salus.params import PROFILES, ParamsError, load_params, set_profile
 from conftest import REPO
 
 def test_repo_params_load_under_every_profile():

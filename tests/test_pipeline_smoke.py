@@ -5,7 +5,8 @@ import json, re, subprocess
 
 import pytest
 
-from salus.core import _tool, dvc, load_params, reproduce_in_scratch
+from salus.params import load_params
+from salus.stages import _tool, dvc, reproduce_in_scratch
 from salus.data import EpisodeStore
 from salus.predictor import ConformalThresholds, load_predictor
 from conftest import REPO

@@ -9,10 +9,12 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from salus.data import EpisodeStore, StoreError, StoreSchema
+from salus.metrics import average_precision, roc_auc
 from salus.predictor import (ARCHITECTURES, ConformalThresholds, PredictorConfig, PredictorError, PredictorStream, TrainConfig,
-                             average_precision, conformal_thresholds, fit_temperature, load_predictor, load_signal_episodes,
-                             roc_auc, save_predictor, signal_windows, split_episodes, synthetic_store, train_predictor,
+                             conformal_thresholds, fit_temperature, load_predictor, load_signal_episodes,
+                             save_predictor, signal_windows, split_episodes, train_predictor,
                              FailurePredictor, SignalEpisodes)
+from salus.synthetic import synthetic_store
 
 HORIZONS = [0.2, 0.5, 1.0, 2.0]
 
@@ -301,3 +303,15 @@ def test_task_context_resolves_a_task_dependent_failure_and_streams_exactly(tmp_
     with pytest.raises(PredictorError, match='shape'): two.with_context(lambda texts: np.zeros((len(texts) - 1, 384)))
     with pytest.raises(PredictorError, match='not fitted'): FailurePredictor(model.config).task_coordinates(two.context)
     with pytest.raises(PredictorError, match='float array'): PredictorStream(model, 2).step(np.stack([a[0], b[0]]), ['lift', 'open'])
+
+def test_the_predictor_group_builds_the_library_configs():
+    "One place turns `params.predictor` into `TrainConfig` / `PredictorConfig` (stages 40, 50 and 55 all call it)."
+    from salus.params import load_params
+    from conftest import REPO
+    p = load_params(REPO/'params.yaml', profile='smoke').predictor
+    assert TrainConfig.from_params(p, seed=7) == TrainConfig(epochs=p.epochs, patience=p.patience, batch_size=p.batch_size,
+                                                             lr=p.lr, weight_decay=p.weight_decay, seed=7)
+    cfg = PredictorConfig.from_params(p, ['a', 'b'], 10, arch='gru')
+    assert (cfg.horizons_s, cfg.window, cfg.hidden, cfg.dropout, cfg.episode_output, cfg.arch) == \
+           (p.horizons_s, p.window, p.hidden, p.dropout, p.episode_output, 'gru')
+    assert PredictorConfig.from_params(p, ['a'], 4.0, horizons_s=[1.0, 2.0], failure_types=[]).failure_types == []

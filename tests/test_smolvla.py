@@ -9,7 +9,7 @@ pytest.importorskip('lerobot', reason='lerobot is installed by `make install` (r
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 
-from salus.vla import VLAEnsemble, VLAObservation, VLAPolicy
+from salus.vla import VLAEnsemble, VLAObservation, VLAPolicy, backend_of, load_backend
 from salus.vla.smolvla import SmolVLAAdapter, SmolVLABackend, tiny_smolvla_config, tiny_smolvlm
 
 @pytest.fixture(scope='module')
@@ -68,8 +68,9 @@ def test_save_load_round_trip_is_exact(vlm, tmp_path, n_ckpt):
         for w in p.model.action_out_proj.parameters(): w.data += 0.05
     before = backend.member_chunks(observation(), torch.Generator().manual_seed(1))[0]
     backend.save(tmp_path/'ckpt')
-    again = SmolVLABackend.load(tmp_path/'ckpt')
-    assert again.members == backend.members
+    assert backend_of(tmp_path/'ckpt') == 'smolvla'
+    again = load_backend(tmp_path/'ckpt')   # the registry reads the tag and loads with SmolVLA's loader
+    assert isinstance(again, SmolVLABackend) and again.members == backend.members
     assert np.array_equal(again.member_chunks(observation(), torch.Generator().manual_seed(1))[0], before)
 
 def test_predict_api_and_bad_input(vlm, tmp_path):

@@ -4,16 +4,17 @@ import subprocess
 import nbformat
 import pytest
 
-from salus.core import StageFailed, new_pipeline_notebook, run_stage
+from salus.stages import StageFailed, new_pipeline_notebook, run_stage
 
-DEFAULTS = 'profile = "default"\nseed = 0\nruntime = {}'
+DEFAULTS = 'profile = "default"'
+READ = 'from salus.params import load_params\np = load_params("params.yaml", profile=profile)'
 
 def stage_cli(root, *args):
     return subprocess.run(['salus_stage', *args], cwd=root, capture_output=True, text=True)
 
 def test_report_holds_the_active_profile_values(mini_project):
-    new_pipeline_notebook(mini_project/'nbs/pipeline/10_hello.ipynb', DEFAULTS,
-                          'import pathlib\npathlib.Path("out.txt").write_text(f"{profile} {seed} {runtime[\'torch_threads\']}")')
+    new_pipeline_notebook(mini_project/'nbs/pipeline/10_hello.ipynb', DEFAULTS, READ,
+                          'import pathlib\npathlib.Path("out.txt").write_text(f"{profile} {p.seed} {p.runtime.torch_threads}")')
     res = stage_cli(mini_project, 'hello', '--profile', 'smoke')
     assert res.returncode == 0, res.stderr
     assert (mini_project/'out.txt').read_text() == 'smoke 0 1'   # runs in the project root, smoke's torch_threads
@@ -30,6 +31,13 @@ def test_a_raising_notebook_fails_the_stage_with_the_error_shown(mini_project):
     assert 'def load(): raise KeyError("episode_ends")' in res.stderr     # the failing cell's traceback
     report = nbformat.read(mini_project/'reports/broken.ipynb', as_version=4)
     assert any(o.get('output_type') == 'error' for c in report.cells for o in c.get('outputs', []))
+
+def test_a_parameters_cell_with_values_salus_stage_does_not_inject_is_refused(mini_project):
+    "A notebook's copy of a params value (here a stale `epochs = 12`) would shadow params.yaml: refused before running."
+    new_pipeline_notebook(mini_project/'nbs/pipeline/stale.ipynb', 'profile = "default"\nepochs = 12\nseed: int = 0', 'open("ran", "w")')
+    res = stage_cli(mini_project, 'stale')
+    assert res.returncode == 1 and "the parameters cell sets ['epochs', 'seed'], which salus_stage does not inject" in res.stderr
+    assert not (mini_project/'ran').exists()
 
 def test_bad_params_fail_the_stage_before_running(mini_project):
     new_pipeline_notebook(mini_project/'nbs/pipeline/hello.ipynb', DEFAULTS, 'open("ran", "w")')

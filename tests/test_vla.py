@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from salus.vla import EmbeddedVLA, EmbeddedVLAConfig, Normalizer, VLAEnsemble, VLAObservation, VLAPolicy
+from salus.vla import (VLA_BACKENDS, EmbeddedVLA, EmbeddedVLAConfig, Normalizer, VLAEnsemble, VLAObservation, VLAPolicy,
+                       backend_of, ensemble_step, executed_action, load_backend)
 
 CFG = EmbeddedVLAConfig(image_size=32, channels=16, keypoints=8, hidden=64, flow_steps=4)
 
@@ -45,6 +46,37 @@ def test_save_load_round_trip_is_exact(tmp_path):
     b, _ = back.member_chunks(observation(), torch.Generator().manual_seed(3))
     assert np.array_equal(a, b) and back.config == vla.config and back.normalizer == vla.normalizer
 
+def test_the_registry_loads_by_tag_and_names_what_it_cannot_load(tmp_path):
+    vla = EmbeddedVLA(CFG, members=2, seed=1)
+    ckpt = vla.save(tmp_path/'ckpt')
+    back = load_backend(ckpt)
+    assert type(back) is EmbeddedVLA and set(VLA_BACKENDS) >= {'embedded', 'smolvla'}
+    assert np.array_equal(back.member_chunks(observation(), torch.Generator().manual_seed(0))[0],
+                          vla.member_chunks(observation(), torch.Generator().manual_seed(0))[0])
+    with pytest.raises(FileNotFoundError, match=r'missing: no VLA checkpoint folder there'):
+        load_backend(tmp_path/'missing')
+    (tmp_path/'empty').mkdir()
+    with pytest.raises(ValueError, match=r"empty: not a VLA checkpoint SALUS can load \(no 'backend' tag in any of"): backend_of(tmp_path/'empty')
+    (ckpt/'config.json').write_text('{"backend": "tinyvla"}')
+    with pytest.raises(ValueError, match=r"backend 'tinyvla' is not registered \(registered: \["): load_backend(ckpt)
+    (ckpt/'config.json').write_text('{"backend": ')
+    with pytest.raises(ValueError, match=r'config.json: not a readable checkpoint description'): load_backend(ckpt)
+
+def test_one_ensemble_step_is_what_every_caller_executes():
+    vla = EmbeddedVLA(CFG, members=3, seed=4)
+    step = ensemble_step(vla, observation(), torch.Generator().manual_seed(2), samples=4)
+    g = torch.Generator().manual_seed(2)   # the same draws in the same order, by hand
+    chunks, emb = vla.member_chunks(observation(), g)
+    samples = vla.member_chunks(observation(), g, samples=4)[0][:, 0]
+    assert np.array_equal(step.chunks, chunks) and np.array_equal(step.embedding, emb)
+    assert np.array_equal(step.samples, samples)
+    expected = np.clip(np.median(chunks[:, :, 0], 0), -1, 1).astype(np.float32)
+    assert np.array_equal(step.action, expected) and step.action.dtype == np.float32
+    assert np.array_equal(executed_action(chunks), expected) and step.joint_embedding.shape == (2, 3 * 64)
+    assert ensemble_step(vla, observation()).samples is None
+    for bad in (1, -1, 2.5, True):
+        with pytest.raises(ValueError, match='samples must be 0 \\(none\\) or an integer ≥ 2'): ensemble_step(vla, observation(), samples=bad)
+
 def test_predict_keeps_the_seed_contract():
     ens = VLAEnsemble(EmbeddedVLA(CFG, members=3), batch_size=1)
     obs = observation(1)
@@ -67,8 +99,9 @@ def test_bad_input_is_refused(tmp_path):
     with pytest.raises(ValueError, match='streams signals for 1'): VLAEnsemble(vla).predict({'front': obs.front.repeat(2, 0), 'wrist': obs.wrist.repeat(2, 0)}, obs.state.repeat(2, 0), 'x')
 
 def test_training_on_real_demos_lowers_the_loss_and_bootstraps_differ(tmp_path):
-    from salus.core import DemosParams, EnvsParams
-    from salus.data import EpisodeStore, record_demonstrations
+    from salus.params import DemosParams, EnvsParams
+    from salus.demos import record_demonstrations
+    from salus.data import EpisodeStore
     from salus.vla import demo_tensors, train_ensemble
     envs = EnvsParams(image_size=32, control_hz=10, collision_force=60, seen_tasks=['lift_red', 'push_blue_to_marker'], unseen_tasks=[])
     record_demonstrations(tmp_path/'demos.zarr', envs, DemosParams(episodes_per_task=3, action_noise=0.05, grasp_noise=0.003), seed=1, progress=False)
@@ -109,8 +142,9 @@ def test_out_of_range_state_is_refused_not_streamed_as_inf():
 
 def test_training_stops_on_non_finite_demonstrations_or_loss(tmp_path):
     from dataclasses import replace
-    from salus.core import DemosParams, EnvsParams
-    from salus.data import EpisodeStore, record_demonstrations
+    from salus.params import DemosParams, EnvsParams
+    from salus.demos import record_demonstrations
+    from salus.data import EpisodeStore
     from salus.vla import demo_tensors, train_ensemble
     envs = EnvsParams(image_size=32, control_hz=10, collision_force=60, seen_tasks=['lift_red'], unseen_tasks=[])
     record_demonstrations(tmp_path/'demos.zarr', envs, DemosParams(episodes_per_task=2, action_noise=0.05, grasp_noise=0.003), seed=1, progress=False)

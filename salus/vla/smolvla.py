@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import VLAObservation
+from . import MemberChunksPolicy, VLAObservation
 
 # %% auto #0
 __all__ = ['LEROBOT_VERSION', 'SMOLVLA_PROCESSOR_STEPS', 'SMOLVLM_SPECIAL_TOKENS', 'SMOLVLM2_500M', 'UntrustedCheckpointError',
@@ -152,7 +152,7 @@ def _repeat(batch:dict, n:int) -> dict:
     "The batch of tensors repeated `n` times along the batch axis (copy-major: copy j is rows j*B..(j+1)*B-1)."
     return {k: v.repeat(n, *([1] * (v.dim() - 1))) for k, v in batch.items()}
 
-class SmolVLABackend:
+class SmolVLABackend(MemberChunksPolicy):
     "SmolVLA checkpoints behind `member_chunks`: K checkpoints, or K flow-matching noise samples of one (a `VLAPolicy`)."
     def __init__(self, policies:list, # `SmolVLAPolicy` objects (float32, eval mode)
                  processors:list, # one (preprocessor, postprocessor) pair per policy
@@ -305,15 +305,7 @@ class SmolVLABackend:
         chunks = chunks.numpy()
         return (chunks[0] if samples == 1 else chunks), emb.numpy()
 
-    # -- the VLAPolicy protocol
-    def act(self, obs:VLAObservation, generator:torch.Generator|None=None) -> np.ndarray:
-        "The members' element-wise median action chunk (B, T, A), as `VLAEnsemble` executes."
-        return np.median(self.member_chunks(obs, generator)[0], 0)
-
+    # -- the VLAPolicy protocol (`act` and `sample` from `MemberChunksPolicy`)
     def embed(self, obs:VLAObservation) -> np.ndarray:
         "Observation embedding (B, D): the mean of the prefix token embeddings (first checkpoint)."
         return self.member_chunks(obs, torch.Generator().manual_seed(0))[1][0]
-
-    def sample(self, obs:VLAObservation, n:int, generator:torch.Generator|None=None) -> np.ndarray:
-        "`n` samples of the first member's chunk (n, B, T, A)."
-        return self.member_chunks(obs, generator, samples=n)[0][:, 0]
