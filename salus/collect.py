@@ -62,7 +62,7 @@ def rollouts_schema(image_size:int, members:int, chunk_size:int, n_signals:int, 
 @dataclass(frozen=True)
 class RolloutConfig:
     "What a rollout worker needs besides the episode spec (plain data: it travels to processes and Ray nodes)."
-    policy_path: str  # a VLA checkpoint folder of any registered backend (`salus.vla.load_backend`)
+    policy_path: str  # a VLA checkpoint folder, loaded with `salus.vla.load_backend` (collecting: embedded only, so far)
     envs: dict  # `params.envs` values
     signals: tuple[str, ...]  # active signals, in store order
     trend_window: int = 5
@@ -176,8 +176,12 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
                      on_mismatch:str='raise', # a store made with other params or specs: 'raise', or 'restart' it
                     ) -> EpisodeStore:
     "Roll out every spec not yet in the store, in order (closing the writer at the end, or on error); return the store, read-only."
+    from salus.vla import backend_of
     checkpoint = Path(cfg.policy_path)/'config.json'
     if not checkpoint.is_file(): raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint (config.json missing)")
+    if (policy := backend_of(cfg.policy_path)) != 'embedded':  # the store's shapes are read off the embedded config
+        raise ValueError(f"{cfg.policy_path}: a {policy!r} checkpoint; the rollout store is sized from an embedded VLA's "
+                         f"config (members, chunk size, embedding width), so {policy!r} rollouts cannot be collected yet")
     meta = json.loads(checkpoint.read_text())
     vla_cfg = meta['config']
     emb_dim = meta['members'] * vla_cfg['hidden']
@@ -221,9 +225,10 @@ def collection_plan(params, # `SalusParams`
                     collection:int=0, # 0: the `collect` stage's; k ≥ 1: replicate k
                    ) -> tuple[list[EpisodeSpec], dict]:
     "The episode specs of collection `collection` and the attributes its store records (besides the run)."
-    if isinstance(collection, bool) or not isinstance(collection, int) or collection < 0:
+    if isinstance(collection, bool) or not isinstance(collection, (int, np.integer)) or collection < 0:
         raise ValueError(f"collection must be an integer ≥ 0, got {collection!r}")
     c, e = params.collect, params.envs
+    collection = int(collection)
     seed = params.seed if collection == 0 else derive_seed(params.seed, 'collection', collection)
     specs = episode_specs(e.seen_tasks, e.unseen_tasks, c.shifts, c.episodes_per_task, seed=seed)
     attrs = dict(seed=params.seed, **({'collection': collection} if collection else {}), collect=c.values(),

@@ -633,6 +633,8 @@ def run_episode(env:FrankaTabletopEnv, # the env
                 max_steps:int|None=None, # end after this many steps even if the episode still runs
                ) -> dict:
     "Run one episode; return the final `info` (`outcome` is 'running' if `act` or `max_steps` ended it early)."
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1):
+        raise ValueError(f"run_episode: max_steps must be None or an integer ≥ 1, got {max_steps!r}")
     obs, info = env.reset(seed=seed)
     if on_reset is not None: on_reset(obs, info)
     steps = 0

@@ -287,7 +287,9 @@ def run_interventions(path:str|Path, # JSON lines, one record per spec; resumed 
     from salus.base import progress_bar as tqdm
     path = Path(path)
     if on_mismatch not in ('raise', 'restart'): raise InterventionError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
-    if not (Path(cfg.policy_path)/'config.json').is_file(): raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint (config.json missing)")
+    from salus.vla import backend_of
+    try: backend_of(cfg.policy_path)  # a folder with a registered backend's tag, or an error naming what is wrong
+    except FileNotFoundError: raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint there") from None
     seeds = sorted({s.predictor_seed for s in specs})
     missing = [k for k in seeds if not (Path(cfg.predictor_dir)/f'seed{k}'/'thresholds.json').is_file()]
     if missing: raise FileNotFoundError(f"{cfg.predictor_dir}: no predictor (with thresholds.json) for seed(s) {missing}")

@@ -103,9 +103,9 @@ def _parameters_cell(nb_path:Path) -> int|None:
     nb = nbformat.read(nb_path, as_version=4)
     i = next((i for i, c in enumerate(nb.cells) if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
     if i is None: return None
-    tree = ast.parse(nb.cells[i].source)
-    names = [t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
-             for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
+    try: tree = ast.parse(nb.cells[i].source)
+    except SyntaxError as e: raise StageFailed(f"{nb_path}: the parameters cell is not plain Python assignments ({e})") from None
+    names = list(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)))
     if stray := [n for n in names if n not in INJECTED]:
         raise StageFailed(f"{nb_path}: the parameters cell sets {stray}, which salus_stage does not inject (it injects "
                           f"{list(INJECTED)}); read them from params.yaml: `load_params('params.yaml', profile=profile)`")

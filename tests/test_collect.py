@@ -82,6 +82,11 @@ def test_bad_input(setup, tmp_path):
         collect_rollouts(tmp_path/'x.zarr', specs, cfg, backend='mpi', progress=False)
     with pytest.raises(FileNotFoundError, match='no policy checkpoint'):
         collect_rollouts(tmp_path/'y.zarr', specs, RolloutConfig(str(tmp_path/'nothing'), ENVS, ('epistemic',)), 'serial', progress=False)
+    (tmp_path/'smolvla').mkdir()
+    (tmp_path/'smolvla'/'config.json').write_text('{"backend": "smolvla"}')   # another backend's tag: said, not a KeyError
+    with pytest.raises(ValueError, match="a 'smolvla' checkpoint; the rollout store is sized from an embedded VLA's config"):
+        collect_rollouts(tmp_path/'s.zarr', specs, RolloutConfig(str(tmp_path/'smolvla'), ENVS, ('epistemic',)), 'serial', progress=False)
+    assert not (tmp_path/'s.zarr').exists()   # refused before anything is written
     with pytest.raises(ValueError, match='needs samples'):
         collect_rollouts(tmp_path/'z.zarr', specs[:1], RolloutConfig(cfg.policy_path, ENVS, ('sample_dispersion',), samples=0), 'serial', progress=False)
 
@@ -134,3 +139,4 @@ def test_collect_and_replicate_collections_share_one_plan():
     assert cfg.signals == tuple(params.signals.active) and cfg.samples == params.signals.samples and cfg.novelty_path == 'n.npz'
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match='collection must be an integer ≥ 0'): collection_plan(params, bad)
+    assert collection_plan(params, np.int64(2)) == (specs2, attrs2)

@@ -114,3 +114,15 @@ def test_bad_inputs_fail_clearly():
 def test_failure_types_are_the_designed_four():
     assert FAILURE_TYPES == ('collision', 'drop', 'miss', 'timeout')
     assert len(TASKS) >= 8
+
+def test_run_episode_stops_where_it_is_told_and_refuses_a_bad_limit():
+    env = make_env('lift_red', render=False)
+    seen = []
+    info = run_episode(env, lambda obs, info: np.zeros(7), seed=0, max_steps=3,
+                       on_reset=lambda obs, info: seen.append('reset'), on_step=lambda obs, a, info: seen.append(info['step']))
+    assert (info['outcome'], info['step'], seen) == ('running', 3, ['reset', 1, 2, 3])
+    info = run_episode(env, lambda obs, info: None if info['step'] == 2 else np.zeros(7), seed=0)   # `act` ends it
+    assert (info['outcome'], info['step']) == ('running', 2)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match='max_steps must be None or an integer ≥ 1'): run_episode(env, lambda o, i: np.zeros(7), 0, max_steps=bad)
+    env.close()

@@ -1,5 +1,5 @@
 "The stage runner executes a pipeline notebook with papermill, keeps its report, and fails loudly."
-import subprocess
+import re, subprocess
 
 import nbformat
 import pytest
@@ -38,6 +38,17 @@ def test_a_parameters_cell_with_values_salus_stage_does_not_inject_is_refused(mi
     res = stage_cli(mini_project, 'stale')
     assert res.returncode == 1 and "the parameters cell sets ['epochs', 'seed'], which salus_stage does not inject" in res.stderr
     assert not (mini_project/'ran').exists()
+
+def test_every_way_of_setting_a_name_in_the_parameters_cell_is_seen(mini_project):
+    from salus.stages import _parameters_cell
+    for i, (cell, stray) in enumerate([('profile = "default"\nseed, runtime = 0, {}', "['seed', 'runtime']"),
+                                       ('profile = "default"\nepochs = 1\nepochs += 1', "['epochs']"),
+                                       ('profile = "default"\nfor k in range(2): pass', "['k']")]):
+        nb = new_pipeline_notebook(mini_project/f'nbs/pipeline/p{i}.ipynb', cell, 'pass')
+        with pytest.raises(StageFailed, match=re.escape(f"the parameters cell sets {stray}")): _parameters_cell(nb)
+    nb = new_pipeline_notebook(mini_project/'nbs/pipeline/magic.ipynb', '%matplotlib inline\nprofile = "default"', 'pass')
+    with pytest.raises(StageFailed, match='the parameters cell is not plain Python assignments'): _parameters_cell(nb)
+    assert _parameters_cell(new_pipeline_notebook(mini_project/'nbs/pipeline/ok.ipynb', 'profile = "default"', 'pass')) == 0
 
 def test_bad_params_fail_the_stage_before_running(mini_project):
     new_pipeline_notebook(mini_project/'nbs/pipeline/hello.ipynb', DEFAULTS, 'open("ran", "w")')

@@ -59,6 +59,8 @@ def test_the_registry_loads_by_tag_and_names_what_it_cannot_load(tmp_path):
     with pytest.raises(ValueError, match=r"empty: not a VLA checkpoint SALUS can load \(no 'backend' tag in any of"): backend_of(tmp_path/'empty')
     (ckpt/'config.json').write_text('{"backend": "tinyvla"}')
     with pytest.raises(ValueError, match=r"backend 'tinyvla' is not registered \(registered: \["): load_backend(ckpt)
+    (ckpt/'config.json').write_text('{"backend": ["embedded"]}')
+    with pytest.raises(ValueError, match=r"config.json: the 'backend' tag must be a name, got \['embedded'\]"): load_backend(ckpt)
     (ckpt/'config.json').write_text('{"backend": ')
     with pytest.raises(ValueError, match=r'config.json: not a readable checkpoint description'): load_backend(ckpt)
 

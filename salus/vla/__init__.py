@@ -372,6 +372,7 @@ def backend_of(path:str|Path) -> str:
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
             raise ValueError(f"{path/tag_file}: not a readable checkpoint description ({e})") from None
         if tag is None: continue
+        if not isinstance(tag, str): raise ValueError(f"{path/tag_file}: the 'backend' tag must be a name, got {tag!r}")
         if tag not in VLA_BACKENDS:
             raise ValueError(f"{path}: backend {tag!r} is not registered (registered: {sorted(VLA_BACKENDS)})")
         return tag
