@@ -17,9 +17,9 @@ def main(episodes):
     tmp = Path(tempfile.mkdtemp())
     vla = EmbeddedVLA(EmbeddedVLAConfig(), members=3)
     vla.save(tmp/'policy')
-    FeatureNovelty(np.random.default_rng(0).normal(size=(2048, 3 * vla.config.hidden)), k=5).save(tmp/'novelty.npz')
+    FeatureNovelty(np.random.default_rng(0).normal(size=(2048, 3 * vla.config.hidden)), k=5).save(tmp/'novelty')
     envs = dict(image_size=96, control_hz=10, collision_force=60.0, seen_tasks=['lift_red'], unseen_tasks=['open_drawer'])
-    cfg = RolloutConfig(str(tmp/'policy'), envs, tuple(SIGNALS), samples=4, novelty_path=str(tmp/'novelty.npz'))
+    cfg = RolloutConfig(str(tmp/'policy'), envs, tuple(SIGNALS), samples=4, novelty_path=str(tmp/'novelty'))
     specs = episode_specs(['lift_red'], ['open_drawer'], {'nominal': {}}, max(1, episodes // 2), seed=0)
     collect_rollouts(tmp/'warm.zarr', specs[:1], cfg, backend='serial', progress=False)  # load the policy and encoder once
     t = time.perf_counter()

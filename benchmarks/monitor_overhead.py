@@ -28,10 +28,10 @@ ROOT = Path(__file__).parents[1]
 def models(params):
     "The trained models if the pipeline made them, else untrained ones of the default size."
     ckpt = ROOT/'checkpoints'
-    if (ckpt/'predictor/seed0/thresholds.json').is_file() and (ckpt/'novelty.npz').is_file():
+    if (ckpt/'predictor/seed0/thresholds.json').is_file() and (ckpt/'novelty').is_dir():
         predictor = load_predictor(ckpt/'predictor/seed0')
         return ('trained', EmbeddedVLA.load(ckpt/'policy'), predictor, ConformalThresholds.load(ckpt/'predictor/seed0/thresholds.json'),
-                FeatureNovelty.load(ckpt/'novelty.npz'))
+                FeatureNovelty.load(ckpt/'novelty'))
     p, s = params.predictor, params.signals
     vla = EmbeddedVLA(EmbeddedVLAConfig(image_size=params.policy.image_size, chunk_size=params.policy.chunk_size), members=params.policy.members)
     predictor = FailurePredictor(PredictorConfig(list(s.active), p.horizons_s, params.envs.control_hz, window=p.window, arch='gru', hidden=p.hidden)).eval()

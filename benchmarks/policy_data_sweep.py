@@ -19,7 +19,8 @@ from salus.base import derive_seed
 from salus.params import load_params
 from salus.demos import record_demonstrations
 from salus.data import EpisodeStore
-from salus.vla import DemoTensors, EmbeddedVLA, EmbeddedVLAConfig, demo_tensors, evaluate_policy, train_ensemble
+from salus.rollout import evaluate_policy
+from salus.vla import DemoTensors, EmbeddedVLA, EmbeddedVLAConfig, demo_tensors, train_ensemble
 
 WIDE = dict(channels=64, hidden=512, keypoints=32)
 

@@ -20,7 +20,7 @@ from salus.params import load_params
 from salus.envs import get_task
 from salus.predictor import ARCHITECTURES, FailurePredictor, PredictorConfig, PredictorStream, load_predictor
 from salus.signals import FeatureNovelty, SignalExtractor
-from salus.vla import instruction_encoder
+from salus.language import instruction_encoder
 
 def timed(fn, steps:int, warmup:int=50) -> float:
     "Median-free mean ms per call of fn(i) over `steps` calls, after `warmup` calls."

@@ -57,14 +57,15 @@ def _for_myst(nb, doc_prefix:str):
     return nb
 
 def _drop_missing_anchors(pages:dict[str, nbformat.NotebookNode]):
-    "Links to `page.ipynb#name` whose heading does not exist (e.g. a method without its own doc entry) keep the page only."
+    "Links to `page.ipynb#name` point at the heading's id; where the heading does not exist (a method without its own doc entry), at the page."
     from myst_parser.mdit_to_docutils.base import default_slugify
     heads = lambda nb: {default_slugify(h) for c in nb.cells if c.cell_type == 'markdown'
                         for h in re.findall(r'^#+\s+(.+?)\s*$', c.source, flags=re.M)}
     anchors = {name: heads(nb) for name, nb in pages.items()}
     def fix(m):
         page, anchor = m.group(1), m.group(2)
-        return f'{page}.ipynb#{anchor}' if default_slugify(anchor) in anchors.get(page, set()) else f'{page}.ipynb'
+        slug = default_slugify(anchor)  # the heading's id as myst makes it (`Class.method` -> `classmethod`)
+        return f'{page}.ipynb#{slug}' if slug in anchors.get(page, set()) else f'{page}.ipynb'
     for nb in pages.values():
         for c in nb.cells:
             if c.cell_type == 'markdown': c.source = re.sub(r'([\w-]+)\.ipynb#([\w.-]+)', fix, c.source)

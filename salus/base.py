@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # %% auto #0
 __all__ = ['FAILURE_TYPES', 'TASK_NAMES', 'SEED_SIGNALS', 'SIGNAL_NAMES', 'BASELINE_SIGNALS', 'CONTROLS', 'BASELINE_NAMES',
-           'ACTPROBE_FEATURES', 'MAX_DISTRACTORS', 'derive_seed', 'seed_everything', 'progress_bar', 'horizon_steps',
-           'episode_starts', 'check_registry', 'Shift']
+           'ACTPROBE_FEATURES', 'INTERVENTION_STRATEGIES', 'MAX_DISTRACTORS', 'derive_seed', 'seed_everything',
+           'progress_bar', 'horizon_steps', 'episode_starts', 'check_registry', 'Shift']
 
 # %% ../nbs/00_base.ipynb #4b2a9bde
 def derive_seed(seed:int, # the root seed
@@ -84,17 +84,18 @@ BASELINE_NAMES: tuple[str, ...] = (*BASELINE_SIGNALS, *CONTROLS, 'rnd', 'safe', 
 ACTPROBE_FEATURES: tuple[str, ...] = ('action_norm', 'chunk_mse', 'action_jerk', 'gripper_oscillation',
                                       'denoising_curvature', 'eef_z', 'eef_z_vel', 'eef_speed_3d', 'gripper_qpos_mean',
                                       'gripper_qpos_vel', 'chunk_mse_mmd')  # per-step features of ActProbe's logs
+INTERVENTION_STRATEGIES: tuple[str, ...] = ('stop', 'slow', 'resample', 'human')  # the monitor's built-in strategies
 
 def check_registry(what:str, # what the registry holds, e.g. 'tasks'
                    registered:Iterable[str], # the names it defines, in order
                    named:Sequence[str], # the names listed here
                   ):
     "Raise if a registry does not define exactly the names `salus.base` lists for it, in the same order."
-    registered = tuple(registered)
+    registered, one = tuple(registered), what[:-3] + 'y' if what.endswith('ies') else what[:-1]
     if registered != tuple(named):
         missing, extra = [n for n in named if n not in registered], [n for n in registered if n not in named]
         raise RuntimeError(f"the {what} registry defines {list(registered)}, but salus.base lists {list(named)} "
-                           f"(missing: {missing}, not listed: {extra}); list every {what[:-1]} in salus.base, in order")
+                           f"(missing: {missing}, not listed: {extra}); list every {one} in salus.base, in order")
 
 # %% ../nbs/00_base.ipynb #3bda26c2
 MAX_DISTRACTORS = 3  # extra objects the scene can hold (salus.envs has a colour for each)

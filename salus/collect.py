@@ -5,7 +5,7 @@
 # %% ../nbs/04a_collect.ipynb #a3d973a5
 from __future__ import annotations
 
-import json, os
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -18,7 +18,7 @@ from .envs import FAILURE_TYPES, Shift
 
 # %% auto #0
 __all__ = ['ROLLOUT_META', 'BACKENDS', 'EpisodeSpec', 'episode_specs', 'rollouts_schema', 'RolloutConfig', 'worker_policy',
-           'rollout_episode', 'run_specs', 'collect_rollouts', 'rollout_config', 'collection_plan',
+           'rollout_episode', 'run_specs', 'resume_mismatch', 'collect_rollouts', 'rollout_config', 'collection_plan',
            'collect_collection', 'demo_embeddings']
 
 # %% ../nbs/04a_collect.ipynb #d092a83f
@@ -62,12 +62,12 @@ def rollouts_schema(image_size:int, members:int, chunk_size:int, n_signals:int, 
 @dataclass(frozen=True)
 class RolloutConfig:
     "What a rollout worker needs besides the episode spec (plain data: it travels to processes and Ray nodes)."
-    policy_path: str  # a VLA checkpoint folder, loaded with `salus.vla.load_backend` (collecting: embedded only, so far)
+    policy_path: str  # a VLA checkpoint folder of any registered backend, loaded with `salus.vla.base.load_backend`
     envs: dict  # `params.envs` values
     signals: tuple[str, ...]  # active signals, in store order
     trend_window: int = 5
     samples: int = 4  # generative samples of member 0 per step, for `sample_dispersion` (0: none drawn)
-    novelty_path: str|None = None  # a `FeatureNovelty` .npz, for the `*_novelty` signals
+    novelty_path: str|None = None  # a `FeatureNovelty` folder, for the `*_novelty` signals
 
 _WORKER: dict = {}
 
@@ -77,14 +77,14 @@ def _stamp(path:str|Path) -> tuple:
     return tuple((str(f), f.stat().st_mtime_ns) for f in sorted([p] if p.is_file() else p.rglob('*')) if f.is_file())
 
 def worker_policy(policy_path:str, # a VLA checkpoint folder (any registered backend)
-                  novelty_path:str|None=None, # a `FeatureNovelty` .npz, or None
+                  novelty_path:str|None=None, # a `FeatureNovelty` folder, or None
                  ) -> tuple:
     "The policy and novelty model of this process (rollout and intervention workers), loaded once per pair of files."
     key = (policy_path, novelty_path, _stamp(policy_path), _stamp(novelty_path) if novelty_path else ())
     if _WORKER.get('key') != key:
         import torch
         from salus.signals import FeatureNovelty
-        from salus.vla import load_backend
+        from salus.vla.base import load_backend
         torch.set_num_threads(1)  # the same numbers in every process, on every backend
         _WORKER.clear()
         _WORKER.update(key=key, vla=load_backend(policy_path),
@@ -97,7 +97,7 @@ def rollout_episode(spec:EpisodeSpec, cfg:RolloutConfig) -> tuple[dict, dict]:
     from salus.params import EnvsParams
     from salus.envs import make_env, run_episode
     from salus.signals import SignalExtractor
-    from salus.vla import VLAObservation, ensemble_step
+    from salus.vla.base import VLAObservation, ensemble_step
     vla, novelty = worker_policy(cfg.policy_path, cfg.novelty_path)
     env = make_env(spec.task, EnvsParams(**cfg.envs), shift=Shift.model_validate_json(spec.shift))
     extractor = SignalExtractor(cfg.signals, 1, cfg.trend_window, novelty=novelty)
@@ -167,6 +167,18 @@ def run_specs(specs:Sequence, cfg, backend:str='local', workers:int=2,
         finally:
             if started: ray.shutdown()
 
+# %% ../nbs/04a_collect.ipynb #5c7a6a65
+def resume_mismatch(done:Sequence[tuple], # the keys of what is already written, in order (e.g. (index, seed) per episode)
+                    wanted:Sequence[tuple], # the keys of everything this run writes, in order
+                    what:str='episodes', # what the results are, for the message
+                   ) -> str|None:
+    "Why results `done` are not the first of `wanted`, so cannot be resumed; None if they are."
+    if len(done) > len(wanted): return f"{len(done)} {what}, more than the {len(wanted)} asked for"
+    for n, (have, want) in enumerate(zip(done, wanted)):
+        if tuple(have) != tuple(want):
+            return f"its {what} are not the first {len(done)} of this run (other params or seed; at {n}: {tuple(have)}, expected {tuple(want)})"
+    return None
+
 # %% ../nbs/04a_collect.ipynb #33f9dee1
 def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec URL); resumed if it exists
                      specs:Sequence[EpisodeSpec], cfg:RolloutConfig,
@@ -176,24 +188,22 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
                      on_mismatch:str='raise', # a store made with other params or specs: 'raise', or 'restart' it
                     ) -> EpisodeStore:
     "Roll out every spec not yet in the store, in order (closing the writer at the end, or on error); return the store, read-only."
-    from salus.vla import backend_of
-    checkpoint = Path(cfg.policy_path)/'config.json'
-    if not checkpoint.is_file(): raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint (config.json missing)")
-    if (policy := backend_of(cfg.policy_path)) != 'embedded':  # the store's shapes are read off the embedded config
-        raise ValueError(f"{cfg.policy_path}: a {policy!r} checkpoint; the rollout store is sized from an embedded VLA's "
-                         f"config (members, chunk size, embedding width), so {policy!r} rollouts cannot be collected yet")
-    meta = json.loads(checkpoint.read_text())
-    vla_cfg = meta['config']
-    emb_dim = meta['members'] * vla_cfg['hidden']
-    schema = rollouts_schema(cfg.envs['image_size'], meta['members'], vla_cfg['chunk_size'], len(cfg.signals), emb_dim)
+    from salus.vla.base import backend_of, load_backend
+    try: backend_of(cfg.policy_path)  # a folder with a registered backend's tag, or an error naming what is wrong
+    except FileNotFoundError: raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint there") from None
+    vla = load_backend(cfg.policy_path)  # loaded before anything is written: the store is sized from what it declares
+    if vla.action_dim != len(ACTION_LAYOUT):
+        raise ValueError(f"{cfg.policy_path}: the policy's actions are {vla.action_dim}-D, the task suite's {len(ACTION_LAYOUT)}-D "
+                         f"({', '.join(ACTION_LAYOUT)})")
+    members = vla.members
+    schema = rollouts_schema(cfg.envs['image_size'], members, vla.chunk_size, len(cfg.signals), members * vla.embedding_dim)
+    del vla  # the workers load their own
     store_attrs = dict(kind='rollouts', schema_version_rollouts=1, signal_names=list(cfg.signals), failure_types=list(FAILURE_TYPES),
-                       control_hz=cfg.envs['control_hz'], image_size=cfg.envs['image_size'], members=meta['members'],
+                       control_hz=cfg.envs['control_hz'], image_size=cfg.envs['image_size'], members=members,
                        state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT, **(attrs or {}))
     def belongs(store):  # this collection's first episodes, in order, or why not
-        n, done = len(store), store.meta()
-        if n > len(specs): return f"has {n} episodes, more than the {len(specs)} asked for"
-        if list(zip(done['index'].tolist(), done['seed'].tolist())) != [(s.index, s.seed) for s in specs[:n]]:
-            return f"holds episodes that are not the first {n} of this collection (other params or seed)"
+        done = store.meta()
+        return resume_mismatch(list(zip(done['index'].tolist(), done['seed'].tolist())), [(s.index, s.seed) for s in specs])
     store = EpisodeStore.open_or_create(path, schema, store_attrs, on_mismatch=on_mismatch, belongs=belongs)
     if len(store): print(f"collect: resuming {path} at {len(store)} of {len(specs)} episodes")
     try: _collect(store, specs, cfg, backend, workers, progress)
@@ -215,7 +225,7 @@ def _collect(store, specs, cfg, backend, workers, progress):
 # %% ../nbs/04a_collect.ipynb #d9218997
 def rollout_config(params, # `SalusParams`
                    policy_path:str='checkpoints/policy', # the policy checkpoint (any registered backend)
-                   novelty_path:str|None=None, # the `FeatureNovelty` .npz, when a `*_novelty` signal is active
+                   novelty_path:str|None=None, # the `FeatureNovelty` folder, when a `*_novelty` signal is active
                   ) -> RolloutConfig:
     "The rollout workers' config from the params."
     s = params.signals
@@ -253,7 +263,7 @@ def demo_embeddings(vla, # a `VLAPolicy` (its `embed`)
                     max_steps:int=2048, batch_size:int=64, progress:bool=True) -> np.ndarray:
     "Embeddings (N, K*D) of up to `max_steps` evenly spaced demonstration steps."
     from salus.base import progress_bar as tqdm
-    from salus.vla import VLAObservation
+    from salus.vla.base import VLAObservation
     if len(store) == 0: raise ValueError(f"{store.path}: no demonstrations to fit the novelty reference on")
     idx = np.unique(np.linspace(0, store.n_steps - 1, min(max_steps, store.n_steps)).round().astype(int))
     ends = store.episode_ends

@@ -5,21 +5,22 @@
 # %% ../nbs/06_evaluate.ipynb #3c953a51
 from __future__ import annotations
 
-import math, warnings
+import json, math, warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .base import BASELINE_NAMES, BASELINE_SIGNALS, CONTROLS, check_registry, episode_starts
+from .base import BASELINE_NAMES, BASELINE_SIGNALS, CONTROLS, check_registry, derive_seed, episode_starts
 from .data import EpisodeStore
-from .metrics import (EpisodeSummary, EvaluationError, RankedScores, Unit, early_cutoffs, early_max,
+from .metrics import (EpisodeSummary, EvaluationError, RankedScores, Unit, early_cutoffs, early_max, threshold_sweep,
                            hierarchical_bootstrap, running_max, summarise_episodes)
 from .report import fmt_paired, fmt_value, round_metrics
 from .predictor import (FailurePredictor, check_loss, PredictorConfig, SignalEpisodes, TrainConfig, conformal_quantile, episode_steps,
-                             fit_temperature, load_signal_episodes, split_episodes, train_predictor)
+                             fit_temperature, load_predictor, load_signal_episodes, split_episodes, train_predictor)
 
 # %% auto #0
 __all__ = ['READOUTS', 'SELECTION', 'BASELINES', 'NOVELTY_SIGNALS', 'precision_recall_f1', 'balanced_accuracy',
@@ -29,7 +30,8 @@ __all__ = ['READOUTS', 'SELECTION', 'BASELINES', 'NOVELTY_SIGNALS', 'precision_r
            'RNDScorer', 'SafeMLPScorer', 'SafeScorer', 'KNNFeatureScorer', 'make_baselines', 'NoveltyReference',
            'demonstration_reference', 'check_novelty', 'refit_novelty', 'ScoredSeed', 'score_seed', 'crossfit_splits',
            'score_crossfit', 'heldout_task_splits', 'ScorerFactory', 'EvaluationPlan', 'score_unit', 'score_units',
-           'evaluate_units', 'evaluate_seeds', 'metrics_json', 'results_table']
+           'evaluation_units', 'step_auroc_by_type', 'evaluate_units', 'evaluate_seeds', 'metrics_json',
+           'results_table']
 
 # %% ../nbs/06_evaluate.ipynb #c5511179
 def _check_pair(pred, labels, what):
@@ -60,10 +62,7 @@ def best_f1_threshold(scores:np.ndarray, labels:np.ndarray) -> float:
     y = np.asarray(labels).ravel().astype(bool)
     if len(s) != len(y) or not len(s): raise EvaluationError(f"best_f1_threshold: {len(s)} scores, {len(y)} labels")
     if not y.any(): raise EvaluationError("best_f1_threshold: no positive validation steps")
-    order = np.argsort(-s, kind='mergesort')
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # predicting positive down to each distinct score
-    tp = np.cumsum(y)[last]
+    s, y, last, tp = threshold_sweep(s, y)
     f1 = 2 * tp / (last + 1 + y.sum())
     return float(s[last[np.argmax(f1)]])
 
@@ -72,10 +71,8 @@ def roc_curve(scores:np.ndarray, labels:np.ndarray, max_points:int|None=None) ->
     s, y = np.asarray(scores, float).ravel(), np.asarray(labels).ravel().astype(bool)
     if len(s) != len(y) or not len(s): raise EvaluationError(f"roc_curve: {len(s)} scores, {len(y)} labels")
     if y.all() or not y.any(): raise EvaluationError(f"roc_curve: undefined with one class only ({int(y.sum())} positives of {len(y)})")
-    order = np.argsort(-s, kind='mergesort')
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # predicting positive down to each distinct score
-    tpr, fpr = np.r_[0, np.cumsum(y)[last] / y.sum()], np.r_[0, np.cumsum(~y)[last] / (~y).sum()]
+    s, y, last, tp = threshold_sweep(s, y)
+    tpr, fpr = np.r_[0, tp / y.sum()], np.r_[0, np.cumsum(~y)[last] / (~y).sum()]
     if max_points and len(tpr) > max_points:
         keep = np.unique(np.r_[np.linspace(0, len(tpr) - 1, max_points).round().astype(int), len(tpr) - 1])
         fpr, tpr = fpr[keep], tpr[keep]
@@ -327,7 +324,7 @@ class SalusScorer(Scorer):
         e = data.episodes
         if not k or e.context is not None: return e
         if self.encoder is None:
-            from salus.vla import instruction_encoder
+            from salus.language import instruction_encoder
             self.encoder = instruction_encoder()
         data.episodes = e.with_context(self.encoder)
         return data.episodes
@@ -459,11 +456,8 @@ class RNDScorer(Scorer):
         for p in self.target.parameters(): p.requires_grad_(False)
         xt = torch.as_tensor(self.norm(x), dtype=torch.float32)
         opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
-        g = torch.Generator().manual_seed(seed)
-        for epoch in range(self.epochs):
-            for i, b in enumerate(torch.randperm(len(xt), generator=g).split(self.bs)):
-                loss = check_loss((self.net(xt[b]) - self.target(xt[b])).pow(2).mean(), epoch, i)
-                opt.zero_grad(); loss.backward(); opt.step()
+        _train_early_stopped(self.net, opt, len(xt), lambda b: (self.net(xt[b]) - self.target(xt[b])).pow(2).mean(), None,
+                             has_val=False, epochs=self.epochs, patience=1, batch_size=self.bs, seed=seed)  # no validation: every epoch
         return self
     @torch.no_grad()
     def score(self, data, episodes):
@@ -603,13 +597,15 @@ class NoveltyReference:
         if keep.sum() <= self.k: raise EvaluationError(f"only {int(keep.sum())} novelty references of tasks {list(tasks)}; need more than k={self.k}")
         return FeatureNovelty(self.embeddings[keep], k=self.k)
 
-def demonstration_reference(demos:EpisodeStore|str, novelty_file:str, max_steps:int) -> NoveltyReference:
-    "The novelty reference of the collect stage (`checkpoints/novelty.npz`) with the task of each demonstration step it holds."
+def demonstration_reference(demos:EpisodeStore|str, novelty_path:str, max_steps:int) -> NoveltyReference:
+    "The novelty reference of the collect stage (`checkpoints/novelty`) with the task of each demonstration step it holds."
     if not isinstance(demos, EpisodeStore): demos = EpisodeStore.open(demos)
-    with np.load(novelty_file) as f: emb, k = f['reference'], int(f['k'])
+    from salus.signals import FeatureNovelty
+    saved = FeatureNovelty.load(novelty_path)
+    emb, k = saved.raw_reference, saved.k
     # the steps `salus.collect.demo_embeddings` embeds: up to `max_steps` evenly spaced demonstration steps
     idx = np.unique(np.linspace(0, demos.n_steps - 1, min(max_steps, demos.n_steps)).round().astype(int))
-    if len(idx) != len(emb): raise EvaluationError(f"{novelty_file}: {len(emb)} references, but {max_steps} evenly spaced steps of {demos.path} are {len(idx)}")
+    if len(idx) != len(emb): raise EvaluationError(f"{novelty_path}: {len(emb)} references, but {max_steps} evenly spaced steps of {demos.path} are {len(idx)}")
     tasks = np.asarray(demos.meta()['task'])[np.searchsorted(demos.episode_ends, idx, side='right')]
     return NoveltyReference(emb, tasks, k)
 
@@ -814,6 +810,36 @@ def score_units(plan:EvaluationPlan, units:Sequence[tuple[str, int, int, int, in
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_init_worker, initargs=(1,)) as pool:
         return list(tqdm(pool.map(_run_unit, jobs), total=len(jobs), desc=f'units ({workers} processes)', disable=not progress))
+
+# %% ../nbs/06_evaluate.ipynb #6686b3ca
+def evaluation_units(seed:int, # the root seed (`params.seed`)
+                     collections:int, # rollout collections (1 + replicates)
+                     predictor_seeds:int, # cross-fitted units per collection
+                     heldout_folds:int, # SAFE folds (len(`evaluate.heldout_tasks`))
+                    ) -> tuple[list[tuple], list[tuple]]:
+    "The cross-fitted and held-out units, each (kind, collection, index, split seed, fit seed), as `score_units` takes them."
+    crossfit = [('crossfit', c, s, derive_seed(seed, 'crossfit', c, s), derive_seed(seed, 'evaluate', c, s))
+                for c in range(collections) for s in range(predictor_seeds)]
+    heldout = [('heldout', c, f, derive_seed(seed, 'heldout_split', c, f), derive_seed(seed, 'heldout', c, f))
+               for c in range(collections) for f in range(heldout_folds)]
+    return crossfit, heldout
+
+def step_auroc_by_type(episodes:SignalEpisodes, # the rollouts the predictors were trained on (collection 0)
+                       predictor_dirs:Sequence[str|Path], # the `train_predictor` stage's `seed<s>` folders, in seed order
+                       split:str, # a split of each folder's `splits.json`: 'test' (seen tasks) or 'unseen'
+                       name:str, # what the rows call it
+                      ) -> list[dict]:
+    "Step AUROC of each trained predictor on its own `split` episodes, per horizon and output (failure type or any)."
+    rows = []
+    for s, folder in enumerate(predictor_dirs):
+        sp = {k: np.asarray(v, np.int64) for k, v in json.loads((Path(folder)/'splits.json').read_text()).items()}
+        sub = episodes.subset(sp[split])
+        if not sub.n_episodes: continue
+        prob = load_predictor(folder).predict_episodes(sub)
+        for h, hn in enumerate(f'h{x:g}s' for x in sub.horizons_s):
+            for k, kind in enumerate(sub.output_names):
+                rows.append(dict(seed=s, split=name, horizon=hn, type=kind, auroc=RankedScores(prob[:, h, k], sub.labels[:, h, k]).auc()))
+    return rows
 
 # %% ../nbs/06_evaluate.ipynb #bd7da7f8
 def _flatten(d:dict, prefix:tuple=()) -> dict[tuple, float|None]:

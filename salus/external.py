@@ -18,7 +18,7 @@ from .base import ACTPROBE_FEATURES, episode_starts, horizon_steps
 from .data import EpisodeStore, StoreSchema
 from .evaluate import EvalData, EvaluationError, Scorer, ScoredSeed, _standardiser, _tile, score_seed
 from .metrics import RankedScores, early_cutoffs, early_max, running_max
-from .predictor import SignalEpisodes, check_loss
+from .predictor import SignalEpisodes, apportion, check_loss
 from .report import fmt_paired, fmt_value, round_metrics
 
 # %% auto #0
@@ -145,9 +145,7 @@ def _per_task_label(episodes:SignalEpisodes, among:np.ndarray, fractions:Sequenc
         for failed in (False, True):
             group = among[(task[among] == t) & (episodes.failed[among] == failed)]
             group = group[rng.permutation(len(group))]
-            raw = np.asarray(fractions, float) / sum(fractions) * len(group)
-            counts = np.floor(raw).astype(int)
-            for i in np.argsort(-(raw - counts), kind='stable')[:len(group) - counts.sum()]: counts[i] += 1
+            counts = apportion(len(group), fractions)
             for p, chunk in zip(parts, np.split(group, np.cumsum(counts)[:-1])): p.extend(chunk.tolist())
     return [np.sort(np.asarray(p, np.int64)) for p in parts]
 
@@ -211,7 +209,7 @@ class ActProbeScorer(Scorer):
         e = data.episodes
         if missing := [f for f in self.features if f not in e.signal_names]: raise EvaluationError(f"actprobe needs signal(s) {missing}; the store has {e.signal_names}")
         if self.encoder is None:
-            from salus.vla import instruction_encoder
+            from salus.language import instruction_encoder
             self.encoder = instruction_encoder()
         torch.manual_seed(seed)
         train, val = np.asarray(train, np.int64), np.asarray(val, np.int64)

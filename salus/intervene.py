@@ -8,26 +8,29 @@ from __future__ import annotations
 import json, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from .collect import EpisodeSpec, run_specs, worker_policy
-from .base import derive_seed
+from .collect import EpisodeSpec, resume_mismatch, run_specs, worker_policy
+from .base import INTERVENTION_STRATEGIES, check_registry, derive_seed
 from .envs import FAILURE_TYPES, ScriptedExpert, Shift, make_env, run_episode
 from .predictor import ConformalThresholds, FailurePredictor, PredictorStream
 from .report import fmt_value
 from .signals import FeatureNovelty, SignalExtractor
-from .vla import VLAObservation, ensemble_step, instruction_encoder
+from .vla.base import EnsembleStepOut, VLAObservation, ensemble_step
+from .language import instruction_encoder
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'CONDITIONS', 'InterventionError', 'MonitorConfig', 'Decision', 'consensus_action', 'Monitor',
-           'InterventionSpec', 'intervention_specs', 'InterventionConfig', 'monitored_episode', 'run_interventions',
-           'intervention_metrics', 'latency_ms', 'intervention_table']
+__all__ = ['STRATEGIES', 'CONDITIONS', 'StrategyFn', 'MONITOR_STRATEGIES', 'InterventionError', 'MonitorConfig', 'Decision',
+           'consensus_action', 'register_strategy', 'conditions', 'stop_the_episode', 'slow_down',
+           'resample_the_action', 'ask_a_human', 'Monitor', 'InterventionSpec', 'intervention_specs',
+           'InterventionConfig', 'monitored_episode', 'run_interventions', 'intervention_metrics', 'latency_ms',
+           'intervention_table']
 
 # %% ../nbs/07_intervene.ipynb #b414af14
-STRATEGIES = ('stop', 'slow', 'resample', 'human')
+STRATEGIES = INTERVENTION_STRATEGIES  # the built-in strategies (`MONITOR_STRATEGIES` below), the names `params.yaml` may use
 CONDITIONS = ('none',) + STRATEGIES  # 'none': the unmonitored policy (the monitor watches, never acts)
 
 class InterventionError(ValueError):
@@ -36,7 +39,7 @@ class InterventionError(ValueError):
 @dataclass(frozen=True)
 class MonitorConfig:
     "How the monitor decides and acts (the `intervene` group of `params.yaml`, plus the signals' settings)."
-    strategy: str = 'stop'  # one of `CONDITIONS`
+    strategy: str = 'stop'  # 'none' or a registered strategy (`MONITOR_STRATEGIES`)
     alpha: float = 0.1  # false-alarm rate of the conformal thresholds
     trigger_horizons_s: tuple[float, ...] = (1.0,)  # watched horizons ...
     trigger_outputs: tuple[str, ...] = ('any',)  # ... and outputs (failure types or 'any')
@@ -58,7 +61,7 @@ class MonitorConfig:
                    max_help_requests=iv.max_help_requests, samples=signals.samples, trend_window=signals.trend_window)
 
     def __post_init__(self):
-        if self.strategy not in CONDITIONS: raise InterventionError(f"unknown strategy {self.strategy!r}; one of {', '.join(CONDITIONS)}")
+        if self.strategy not in conditions(): raise InterventionError(f"unknown strategy {self.strategy!r}; one of {', '.join(conditions())}")
         if not 0 < self.alpha < 1: raise InterventionError(f"alpha must be in (0, 1) (the false-alarm rate), got {self.alpha}")
         if not 0 < self.slow_factor < 1: raise InterventionError(f"slow_factor must be in (0, 1), got {self.slow_factor}")
         if self.samples < 0: raise InterventionError(f"samples must be ≥ 0, got {self.samples}")
@@ -86,6 +89,55 @@ def consensus_action(candidates:np.ndarray, # (C, B, A) candidate actions per en
     if c.ndim != 3 or len(c) < 1: raise InterventionError(f"candidates must be (C ≥ 1, B, A), got {c.shape}")
     d = np.linalg.norm(c[:, None] - c[None], axis=-1).sum(1)  # (C, B) total distance to the others
     return c[d.argmin(0), np.arange(c.shape[1])].astype(np.float32)
+
+# %% ../nbs/07_intervene.ipynb #adfca311
+StrategyFn = Callable[['Monitor', VLAObservation, EnsembleStepOut, np.ndarray, np.ndarray, np.ndarray], None]
+MONITOR_STRATEGIES: dict[str, StrategyFn] = {}
+
+def register_strategy(name:str, # what `MonitorConfig.strategy` and the intervention specs call it
+                     ) -> Callable[[StrategyFn], StrategyFn]:
+    "Decorator: `fn(monitor, obs, step, act, action, kind)` becomes the strategy `name`."
+    if not isinstance(name, str) or not name.isidentifier() or name == 'none':
+        raise InterventionError(f"a strategy name must be an identifier other than 'none', got {name!r}")
+    def register(fn:StrategyFn) -> StrategyFn:
+        MONITOR_STRATEGIES[name] = fn
+        return fn
+    return register
+
+def conditions() -> tuple[str, ...]:
+    "'none' (the unmonitored policy) and every registered strategy, in registration order."
+    return ('none', *MONITOR_STRATEGIES)
+
+@register_strategy('stop')
+def stop_the_episode(monitor, obs, step, act, action, kind):
+    "Halt: the caller ends the episode as an abort."
+    kind[act] = 'stop'
+    monitor.stopped |= act
+
+@register_strategy('slow')
+def slow_down(monitor, obs, step, act, action, kind):
+    "Scale the motion commands (not the gripper) by `slow_factor` while the alarm is on."
+    action[act, :6] *= monitor.config.slow_factor
+    kind[act] = 'slow'
+
+@register_strategy('resample')
+def resample_the_action(monitor, obs, step, act, action, kind):
+    "Fresh samples of every member (the monitor's own generator); execute the medoid of their first actions."
+    fresh = monitor.vla.member_chunks(obs, monitor.resample_generator, samples=monitor.config.resample_samples)[0]
+    first = fresh.reshape(-1, *step.chunks.shape[1:])[:, :, 0]  # (samples·K, B, A): every candidate's first action
+    action[act] = np.clip(consensus_action(first)[act], -1, 1)
+    kind[act] = 'resample'
+
+@register_strategy('human')
+def ask_a_human(monitor, obs, step, act, action, kind):
+    "Hand control to the expert for `human_steps` steps, at most `max_help_requests` times per episode."
+    c = monitor.config
+    ask = act & (monitor.help_requests < c.max_help_requests)
+    kind[ask] = 'help'
+    monitor.help_requests[ask] += 1
+    monitor.help_left[ask] = c.human_steps - 1
+
+check_registry('strategies', MONITOR_STRATEGIES, INTERVENTION_STRATEGIES)
 
 # %% ../nbs/07_intervene.ipynb #3e7caf70
 class Monitor:
@@ -161,23 +213,8 @@ class Monitor:
         helping = self.help_left > 0
         kind[helping] = 'helped'
         self.help_left[helping] -= 1
-        act = alarm & ~helping & ~self.stopped
-        if c.strategy == 'stop':
-            kind[act] = 'stop'
-            self.stopped |= act
-        elif c.strategy == 'slow':
-            action[act, :6] *= c.slow_factor
-            kind[act] = 'slow'
-        elif c.strategy == 'resample' and act.any():
-            fresh = self.vla.member_chunks(obs, self.resample_generator, samples=c.resample_samples)[0]
-            first = fresh.reshape(-1, *chunks.shape[1:])[:, :, 0]  # (samples·K, B, A): every candidate's first action
-            action[act] = np.clip(consensus_action(first)[act], -1, 1)
-            kind[act] = 'resample'
-        elif c.strategy == 'human':
-            ask = act & (self.help_requests < c.max_help_requests)
-            kind[ask] = 'help'
-            self.help_requests[ask] += 1
-            self.help_left[ask] = c.human_steps - 1
+        act = alarm & ~helping & ~self.stopped  # where the strategy acts
+        if c.strategy != 'none' and act.any(): MONITOR_STRATEGIES[c.strategy](self, obs, step, act, action, kind)
         t2 = time.perf_counter()
         return Decision(action, proposed, kind, alarm, risk, signals, t1 - t0, t2 - t1)
 
@@ -194,8 +231,8 @@ class InterventionSpec:
 
 def intervention_specs(episodes:Sequence[EpisodeSpec], strategies:Sequence[str], predictor_seeds:int) -> list[InterventionSpec]:
     "Every episode unmonitored, then under each strategy with each predictor seed."
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown: raise InterventionError(f"unknown strategies {unknown}; one of {', '.join(STRATEGIES)}")
+    unknown = [s for s in strategies if s not in MONITOR_STRATEGIES]
+    if unknown: raise InterventionError(f"unknown strategies {unknown}; one of {', '.join(MONITOR_STRATEGIES)}")
     if predictor_seeds < 1: raise InterventionError(f"predictor_seeds must be ≥ 1, got {predictor_seeds}")
     return ([InterventionSpec(e, 'none', 0) for e in episodes]
             + [InterventionSpec(e, s, k) for s in strategies for k in range(predictor_seeds) for e in episodes])
@@ -204,11 +241,11 @@ def intervention_specs(episodes:Sequence[EpisodeSpec], strategies:Sequence[str],
 @dataclass(frozen=True)
 class InterventionConfig:
     "What an intervention worker needs besides the spec (plain data: it travels to processes and Ray nodes)."
-    policy_path: str  # a VLA checkpoint folder of any registered backend (`salus.vla.load_backend`)
+    policy_path: str  # a VLA checkpoint folder of any registered backend (`salus.vla.base.load_backend`)
     predictor_dir: str  # holds `seed<i>/` predictor folders (model + `thresholds.json`)
     envs: dict  # `params.envs` values
     monitor: MonitorConfig  # its `strategy` is replaced by each spec's condition
-    novelty_path: str|None = None  # a `FeatureNovelty` .npz, for the `*_novelty` signals
+    novelty_path: str|None = None  # a `FeatureNovelty` folder, for the `*_novelty` signals
 
 _PREDICTORS: dict = {}
 
@@ -287,16 +324,15 @@ def run_interventions(path:str|Path, # JSON lines, one record per spec; resumed 
     from salus.base import progress_bar as tqdm
     path = Path(path)
     if on_mismatch not in ('raise', 'restart'): raise InterventionError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
-    from salus.vla import backend_of
+    from salus.vla.base import backend_of
     try: backend_of(cfg.policy_path)  # a folder with a registered backend's tag, or an error naming what is wrong
     except FileNotFoundError: raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint there") from None
     seeds = sorted({s.predictor_seed for s in specs})
     missing = [k for k in seeds if not (Path(cfg.predictor_dir)/f'seed{k}'/'thresholds.json').is_file()]
     if missing: raise FileNotFoundError(f"{cfg.predictor_dir}: no predictor (with thresholds.json) for seed(s) {missing}")
     done = _read_records(path)
-    mismatch = (f"{len(done)} records, more than the {len(specs)} specs" if len(done) > len(specs) else
-                next((f"its records are not the first {len(done)} of these specs (other params or seed)" for r, s in zip(done, specs)
-                      if (r.get('index'), r.get('seed'), r.get('condition'), r.get('predictor_seed')) != s.key), None)
+    keys = [(r.get('index'), r.get('seed'), r.get('condition'), r.get('predictor_seed')) for r in done]
+    mismatch = (resume_mismatch(keys, [s.key for s in specs], 'records')
                 or next((f"its records belong to another run ({r.get('run') or 'none recorded'}, this is {run or 'none'})"
                          for r in done if r.get('run', '') != run), None))
     if mismatch and on_mismatch == 'raise': raise InterventionError(f"{path}: {mismatch}; delete it (or pass on_mismatch='restart') to start over")
@@ -350,8 +386,8 @@ def intervention_metrics(records:list[dict], # `run_interventions` records
             raise InterventionError(f"condition {key[0]!r} (predictor seed {key[1]}) did not run the unmonitored run's episodes")
     base = _episode_arrays(runs[('none', 0)])
     split = np.array([r['split'] for r in runs[('none', 0)]])
-    conditions = [c for c in CONDITIONS if any(k[0] == c for k in runs)]
-    arrays = {c: [_episode_arrays(rs) for (cc, _), rs in sorted(runs.items()) if cc == c] for c in conditions}
+    names = [c for c in conditions() if any(k[0] == c for k in runs)]
+    arrays = {c: [_episode_arrays(rs) for (cc, _), rs in sorted(runs.items()) if cc == c] for c in names}
     rng = np.random.default_rng(seed)
     lo, hi = (1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100
     out = {}
@@ -359,7 +395,7 @@ def intervention_metrics(records:list[dict], # `run_interventions` records
         if not len(members): continue
         draws = [members[rng.integers(0, len(members), len(members))] for _ in range(bootstrap)]
         out[name] = {}
-        for c in conditions:
+        for c in names:
             per_seed = [_rates(a, base, members) for a in arrays[c]]
             resampled = [[_rates(a, base, d) for a in arrays[c]] for d in draws]
             res = {}
@@ -376,7 +412,7 @@ def intervention_metrics(records:list[dict], # `run_interventions` records
 def latency_ms(records:list[dict]) -> dict:
     "Mean per-step milliseconds of the policy and of the monitor, per condition (step-weighted)."
     out = {}
-    for c in CONDITIONS:
+    for c in conditions():
         rs = [r for r in records if r['condition'] == c and r['steps'] > 0]
         if not rs: continue
         w = np.array([r['steps'] for r in rs], float)

@@ -13,8 +13,9 @@ import numpy as np
 from .base import episode_starts
 
 # %% auto #0
-__all__ = ['CUTOFF_RULES', 'roc_auc', 'average_precision', 'EvaluationError', 'RankedScores', 'early_cutoffs', 'running_max',
-           'early_max', 'EpisodeSummary', 'summarise_episodes', 'Unit', 'bootstrap_draws', 'hierarchical_bootstrap']
+__all__ = ['CUTOFF_RULES', 'roc_auc', 'threshold_sweep', 'average_precision', 'EvaluationError', 'RankedScores', 'early_cutoffs',
+           'running_max', 'early_max', 'EpisodeSummary', 'summarise_episodes', 'Unit', 'bootstrap_draws',
+           'hierarchical_bootstrap']
 
 # %% ../nbs/05b_metrics.ipynb #0c1c0698
 def _two_classes(scores, labels, what):
@@ -32,13 +33,19 @@ def roc_auc(scores:np.ndarray, labels:np.ndarray) -> float:
     n1, n0 = y.sum(), (~y).sum()
     return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
-def average_precision(scores:np.ndarray, labels:np.ndarray) -> float:
-    "Area under the precision-recall curve as average precision (the mean of precision at each positive's rank)."
-    s, y = _two_classes(scores, labels, 'average_precision')
+def threshold_sweep(s:np.ndarray, # (N,) finite scores
+                    y:np.ndarray, # (N,) bool labels
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    "Scores and labels sorted by descending score, and per distinct score (predicting positive down to it) its last index and the true positives."
     order = np.argsort(-s, kind='mergesort')
     s, y = s[order], y[order]
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
-    tp, n = np.cumsum(y)[last], last + 1
+    return s, y, last, np.cumsum(y)[last]
+
+def average_precision(scores:np.ndarray, labels:np.ndarray) -> float:
+    "Area under the precision-recall curve as average precision (the mean of precision at each positive's rank)."
+    s, y, last, tp = threshold_sweep(*_two_classes(scores, labels, 'average_precision'))
+    n = last + 1
     recall_gain = np.diff(np.r_[0, tp]) / y.sum()
     return float((recall_gain * tp / n).sum())
 

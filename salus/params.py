@@ -11,8 +11,8 @@ from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from .base import (ACTPROBE_FEATURES, BASELINE_NAMES, BASELINE_SIGNALS, FAILURE_TYPES, SIGNAL_NAMES, TASK_NAMES,
-                        Shift, horizon_steps)
+from .base import (ACTPROBE_FEATURES, BASELINE_NAMES, BASELINE_SIGNALS, FAILURE_TYPES, INTERVENTION_STRATEGIES,
+                        SIGNAL_NAMES, TASK_NAMES, Shift, horizon_steps)
 
 # %% auto #0
 __all__ = ['Profile', 'PROFILES', 'EXTERNAL_ONLY_BASELINES', 'ParamsError', 'ParamsGroup', 'RuntimeParams', 'SalusParams',
@@ -254,7 +254,7 @@ class ExternalParams(ParamsGroup):
 
 class InterveneParams(ParamsGroup):
     "The runtime monitor acting on SALUS's predictions, against the unmonitored policy (stage `intervene`, salus.intervene)."
-    strategies: list[Literal['stop', 'slow', 'resample', 'human']] = Field(min_length=1)  # each run on the same seeded episodes
+    strategies: list[Literal[INTERVENTION_STRATEGIES]] = Field(min_length=1)  # each run on the same seeded episodes
     tasks: Literal['all']|list[str]  # 'all' (envs.seen_tasks + envs.unseen_tasks) or some of them
     episodes_per_task: int = Field(ge=1, le=10_000)  # per task and shift level (collect.shifts); fresh seeds
     alpha: float = Field(gt=0, lt=1)  # false-alarm rate of the conformal thresholds (one of predictor.alphas)

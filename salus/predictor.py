@@ -19,8 +19,8 @@ from .data import EpisodeStore, failure_labels
 
 # %% auto #0
 __all__ = ['SPLITS', 'ARCHITECTURES', 'PredictorError', 'episode_steps', 'SignalEpisodes', 'check_signals',
-           'load_signal_episodes', 'split_episodes', 'signal_windows', 'PredictorConfig', 'FailurePredictor',
-           'TrainConfig', 'check_loss', 'train_predictor', 'fit_temperature', 'conformal_quantile',
+           'load_signal_episodes', 'apportion', 'split_episodes', 'signal_windows', 'PredictorConfig',
+           'FailurePredictor', 'TrainConfig', 'check_loss', 'train_predictor', 'fit_temperature', 'conformal_quantile',
            'ConformalThresholds', 'conformal_thresholds', 'PredictorStream', 'save_predictor', 'load_predictor']
 
 # %% ../nbs/05_predictor.ipynb #8ba0a6c8
@@ -100,7 +100,7 @@ class SignalEpisodes:
                               self.control_hz, self.failure_types, self.episode_ids[idx],
                               None if self.context is None else self.context[idx])
 
-    def with_context(self, encoder:Callable[[Sequence[str]], np.ndarray], # instructions → (B, D) embeddings (`salus.vla.instruction_encoder()`)
+    def with_context(self, encoder:Callable[[Sequence[str]], np.ndarray], # instructions → (B, D) embeddings (`salus.language.instruction_encoder()`)
                     ) -> 'SignalEpisodes':
         "These episodes with `context`: the embedding of each episode's instruction (`meta['instruction']`)."
         if 'instruction' not in self.meta: raise PredictorError("a task context needs meta['instruction'] per episode; these episodes have none")
@@ -151,7 +151,7 @@ def load_signal_episodes(store:EpisodeStore|str|Path, # a rollout store (or its 
 # %% ../nbs/05_predictor.ipynb #18771b2a
 SPLITS = ('train', 'val', 'calib', 'test')
 
-def _apportion(n:int, fractions:Sequence[float]) -> np.ndarray:
+def apportion(n:int, fractions:Sequence[float]) -> np.ndarray:
     "Integer counts summing to n, proportional to `fractions` (largest remainder)."
     raw = np.asarray(fractions, float) / sum(fractions) * n
     counts = np.floor(raw).astype(int)
@@ -173,7 +173,7 @@ def split_episodes(data:SignalEpisodes, fractions:dict[str, float], # split name
     for failed in (False, True):
         stratum = np.flatnonzero((split == 'seen') & (data.failed == failed))
         stratum = stratum[rng.permutation(len(stratum))]
-        cuts = np.cumsum(_apportion(len(stratum), [fractions[n] for n in names]))[:-1]
+        cuts = np.cumsum(apportion(len(stratum), [fractions[n] for n in names]))[:-1]
         for n, part in zip(names, np.split(stratum, cuts)): out[n].extend(part.tolist())
     out = {n: np.sort(np.asarray(v, np.int64)) for n, v in out.items()}
     out['unseen'] = np.flatnonzero(split == 'unseen')
@@ -206,7 +206,7 @@ class PredictorConfig:
     hidden: int = 32
     dropout: float = 0.1
     clip: float = 6.0  # normalised inputs are clipped to ±clip
-    episode_output: bool = False  # also predict the episode's outcome (h = ∞, "this episode will fail"), per type and any
+    episode_output: bool = True  # also predict the episode's outcome (h = ∞, "this episode will fail"), per type and any
     task_context: int = 0  # k: principal components of the instruction embedding fed beside the signals at every step (0: none)
     context_dim: int = 384  # D: the instruction embedding's size (MiniLM's), when task_context > 0
 
@@ -418,8 +418,8 @@ class FailurePredictor(nn.Module):
 @dataclass
 class TrainConfig:
     "How a predictor is trained."
-    epochs: int = 60
-    patience: int = 8  # epochs without validation improvement before stopping
+    epochs: int = 80
+    patience: int = 10  # epochs without validation improvement before stopping
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4

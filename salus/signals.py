@@ -5,7 +5,9 @@
 # %% ../nbs/03_signals.ipynb #15b17d66
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -132,14 +134,26 @@ class FeatureNovelty:
         d = self._check(emb) - self.mean
         return np.sqrt(np.maximum(((d @ self.precision) * d).sum(1), 0) / len(self.mean))
 
-    def save(self, path) -> None:
-        "Write to a `.npz` file (the references and settings; the rest is refitted on load, identically)."
-        np.savez(path, reference=self.raw_reference, k=self.k, dims=self.dims)
+    def save(self, path) -> Path:
+        "Write the folder `path`: settings in `config.json`, the references in `model.safetensors` (the rest is refitted on load, identically)."
+        from safetensors.numpy import save_file
+        path = Path(path); path.mkdir(parents=True, exist_ok=True)
+        (path/'config.json').write_text(json.dumps({'kind': 'feature_novelty', 'k': self.k, 'dims': self.dims}, indent=2))
+        save_file({'reference': np.ascontiguousarray(self.raw_reference)}, str(path/'model.safetensors'))
+        return path
 
     @classmethod
     def load(cls, path) -> 'FeatureNovelty':
-        "Read a `.npz` written by `save`."
-        with np.load(path) as f: return cls(f['reference'], int(f['k']), dims=int(f['dims']))
+        "Read a folder written by `save`."
+        from safetensors.numpy import load_file
+        path = Path(path)
+        if path.is_file(): raise FileNotFoundError(f"{path}: a novelty reference in the old format (one .npz file); re-run the collect stage")
+        for f in ('config.json', 'model.safetensors'):
+            if not (path/f).is_file(): raise FileNotFoundError(f"{path}: not a novelty reference ({f} missing)")
+        meta = json.loads((path/'config.json').read_text())
+        if meta.get('kind') != 'feature_novelty': raise ValueError(f"{path}: config.json describes {meta.get('kind')!r}, not a novelty reference")
+        reference = np.array(load_file(str(path/'model.safetensors'))['reference'])  # a copy, aligned (the file's buffer may not be)
+        return cls(reference, int(meta['k']), dims=int(meta['dims']))
 
 # %% ../nbs/03_signals.ipynb #a2bf2e37
 class SignalExtractor:

@@ -16,8 +16,9 @@ from .params import ParamsError, Profile, SalusParams, load_params, set_profile
 
 # %% auto #0
 __all__ = ['INJECTED', 'ProjectPaths', 'StageFailed', 'find_stage_notebook', 'stage_parameters', 'stage_fingerprint', 'run_stage',
-           'salus_stage', 'new_pipeline_notebook', 'stage_module_deps', 'copy_project', 'dvc', 'prepare_external_data',
-           'salus_prepare_data', 'reproduce_in_scratch', 'reproduce', 'salus_repro', 'salus_repro_scratch']
+           'salus_stage', 'new_pipeline_notebook', 'Artifacts', 'StageContext', 'stage_context', 'stage_module_deps',
+           'copy_project', 'dvc', 'prepare_external_data', 'salus_prepare_data', 'reproduce_in_scratch', 'reproduce',
+           'salus_repro', 'salus_repro_scratch']
 
 # %% ../nbs/09_stages.ipynb #725ebce0
 @dataclass(frozen=True)
@@ -177,6 +178,67 @@ def new_pipeline_notebook(path:str|Path, # where to write the notebook
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+# %% ../nbs/09_stages.ipynb #de0e826c
+@dataclass(frozen=True)
+class Artifacts:
+    "What the stages read and write, by name: paths relative to the project root, as `dvc.yaml` declares them."
+    demos: Path = Path('stores/demos.zarr')  # scripted demonstrations (stage `demos`)
+    rollouts: Path = Path('stores/rollouts.zarr')  # the ensemble's rollouts with their signals (`collect`)
+    replicates: Path = Path('stores/replicates')  # further collections, `collection<k>.zarr` (`replicate`)
+    interventions: Path = Path('stores/interventions.jsonl')  # one record per monitored episode (`intervene`)
+    external: Path = Path('stores/external')  # external benchmarks' logs as episode stores (`external`)
+    policy: Path = Path('checkpoints/policy')  # the VLA ensemble (`train_policy`)
+    novelty: Path = Path('checkpoints/novelty')  # the feature-novelty reference (`collect`)
+    predictor: Path = Path('checkpoints/predictor')  # `seed<s>/`: predictor, thresholds, splits (`train_predictor`)
+    metrics: Path = Path('metrics')  # DVC metrics (JSON) and result tables (markdown)
+    plots: Path = Path('plots')  # DVC plots data (CSV)
+    figures: Path = Path('figures')  # paper figures, PNG + PDF (`figures`)
+
+    def replicate(self, k:int) -> Path: return self.replicates/f'collection{k}.zarr'  # collection k ≥ 1
+    def predictor_seed(self, s:int) -> Path: return self.predictor/f'seed{s}'
+    def external_store(self, dataset:str) -> Path: return self.external/f'{dataset}.zarr'
+
+@dataclass(frozen=True)
+class StageContext:
+    "What a pipeline notebook works with: its params, the artifacts by name, and writers for its results."
+    name: str  # the stage, as `dvc.yaml` names it
+    params: SalusParams  # `params.yaml` at the active profile
+    artifacts: Artifacts = Artifacts()
+
+    @property
+    def fingerprint(self) -> str:
+        "`stage_fingerprint` of this stage: what its resumable stores record, so only the same run resumes them."
+        return stage_fingerprint(self.name, profile=self.params.profile)
+
+    def _write(self, path:Path, text:str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def write_metrics(self, name:str, metrics:dict) -> Path:
+        "`metrics/<name>.json`: sorted keys, two-space indent, a final newline."
+        return self._write(self.artifacts.metrics/f'{name}.json', json.dumps(metrics, indent=2, sort_keys=True) + '\n')
+
+    def write_table(self, name:str, markdown:str) -> Path:
+        "`metrics/<name>.md`: a result table as the README shows it."
+        return self._write(self.artifacts.metrics/f'{name}.md', markdown)
+
+    def write_plot(self, name:str, frame) -> Path:
+        "`plots/<name>.csv` from a DataFrame (no index column): the data of a DVC plot."
+        path = self.artifacts.plots/f'{name}.csv'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+        return path
+
+def stage_context(name:str, # the stage, as `dvc.yaml` names it
+                  profile:Profile, # the profile `salus_stage` injected
+                 ) -> StageContext:
+    "The context of stage `name`, run (as `salus_stage` runs it) from the project root."
+    paths = ProjectPaths.find('.')
+    if paths.root != Path.cwd().resolve():
+        raise StageFailed(f"stage {name!r} runs from the project root ({paths.root}), not from {Path.cwd()}: its artifact paths are relative to it")
+    return StageContext(name, load_params(paths.params, profile))
 
 # %% ../nbs/09_stages.ipynb #e47c0f2e
 def _salus_imports(source:str, # Python source

@@ -16,8 +16,8 @@ def setup(tmp_path_factory):
     "A small, randomly initialised (untrained: real, just fast to fail) ensemble and a novelty reference."
     tmp = tmp_path_factory.mktemp('collect')
     EmbeddedVLA(EmbeddedVLAConfig(image_size=32, channels=8, keypoints=4, hidden=16, flow_steps=2), members=2, seed=3).save(tmp/'policy')
-    FeatureNovelty(np.random.default_rng(0).normal(size=(64, 32)), k=3).save(tmp/'novelty.npz')
-    cfg = RolloutConfig(str(tmp/'policy'), ENVS, tuple(SIGNALS), samples=3, novelty_path=str(tmp/'novelty.npz'))
+    FeatureNovelty(np.random.default_rng(0).normal(size=(64, 32)), k=3).save(tmp/'novelty')
+    cfg = RolloutConfig(str(tmp/'policy'), ENVS, tuple(SIGNALS), samples=3, novelty_path=str(tmp/'novelty'))
     specs = episode_specs(['lift_red'], ['open_drawer'], {'nominal': {}, 'shifted': {'pose': 0.03, 'distractors': 1}}, 2, seed=7)
     serial = collect_rollouts(tmp/'serial.zarr', specs, cfg, backend='serial', progress=False)
     return tmp, cfg, specs, serial
@@ -82,11 +82,16 @@ def test_bad_input(setup, tmp_path):
         collect_rollouts(tmp_path/'x.zarr', specs, cfg, backend='mpi', progress=False)
     with pytest.raises(FileNotFoundError, match='no policy checkpoint'):
         collect_rollouts(tmp_path/'y.zarr', specs, RolloutConfig(str(tmp_path/'nothing'), ENVS, ('epistemic',)), 'serial', progress=False)
-    (tmp_path/'smolvla').mkdir()
-    (tmp_path/'smolvla'/'config.json').write_text('{"backend": "smolvla"}')   # another backend's tag: said, not a KeyError
-    with pytest.raises(ValueError, match="a 'smolvla' checkpoint; the rollout store is sized from an embedded VLA's config"):
-        collect_rollouts(tmp_path/'s.zarr', specs, RolloutConfig(str(tmp_path/'smolvla'), ENVS, ('epistemic',)), 'serial', progress=False)
+    (tmp_path/'tinyvla').mkdir()
+    (tmp_path/'tinyvla'/'config.json').write_text('{"backend": "tinyvla"}')   # a backend nobody registered: said, not a KeyError
+    with pytest.raises(ValueError, match="backend 'tinyvla' is not registered"):
+        collect_rollouts(tmp_path/'s.zarr', specs, RolloutConfig(str(tmp_path/'tinyvla'), ENVS, ('epistemic',)), 'serial', progress=False)
     assert not (tmp_path/'s.zarr').exists()   # refused before anything is written
+    six = EmbeddedVLA(EmbeddedVLAConfig(image_size=32, channels=8, keypoints=4, hidden=16, flow_steps=2, action_dim=6), members=2)
+    six.save(tmp_path/'six')
+    with pytest.raises(ValueError, match="the policy's actions are 6-D, the task suite's 7-D"):
+        collect_rollouts(tmp_path/'s.zarr', specs, RolloutConfig(str(tmp_path/'six'), ENVS, ('epistemic',)), 'serial', progress=False)
+    assert not (tmp_path/'s.zarr').exists()
     with pytest.raises(ValueError, match='needs samples'):
         collect_rollouts(tmp_path/'z.zarr', specs[:1], RolloutConfig(cfg.policy_path, ENVS, ('sample_dispersion',), samples=0), 'serial', progress=False)
 
@@ -135,8 +140,8 @@ def test_collect_and_replicate_collections_share_one_plan():
                                    seed=derive_seed(params.seed, 'collection', 2))
     assert [s.seed for s in specs0] != [s.seed for s in specs2] and [s.task for s in specs0] == [s.task for s in specs2]
     assert 'collection' not in attrs0 and attrs2['collection'] == 2 and attrs0['collect'] == attrs2['collect'] == c.values()
-    cfg = rollout_config(params, novelty_path='n.npz')
-    assert cfg.signals == tuple(params.signals.active) and cfg.samples == params.signals.samples and cfg.novelty_path == 'n.npz'
+    cfg = rollout_config(params, novelty_path='novelty')
+    assert cfg.signals == tuple(params.signals.active) and cfg.samples == params.signals.samples and cfg.novelty_path == 'novelty'
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match='collection must be an integer ≥ 0'): collection_plan(params, bad)
     assert collection_plan(params, np.int64(2)) == (specs2, attrs2)

@@ -34,8 +34,8 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('intervene')
     vla = EmbeddedVLA(EmbeddedVLAConfig(image_size=32, channels=8, keypoints=4, hidden=16, flow_steps=2), members=2, seed=5)
     vla.save(tmp/'policy')
-    FeatureNovelty(np.random.default_rng(0).normal(size=(64, 32)), k=3).save(tmp/'novelty.npz')
-    rollout_cfg = RolloutConfig(str(tmp/'policy'), ENVS, SIGNALS, samples=2, novelty_path=str(tmp/'novelty.npz'))
+    FeatureNovelty(np.random.default_rng(0).normal(size=(64, 32)), k=3).save(tmp/'novelty')
+    rollout_cfg = RolloutConfig(str(tmp/'policy'), ENVS, SIGNALS, samples=2, novelty_path=str(tmp/'novelty'))
     store = collect_rollouts(tmp/'rollouts.zarr', episode_specs(['lift_red'], [], {'nominal': {}}, 3, seed=0), rollout_cfg,
                              backend='serial', progress=False)
     data = load_signal_episodes(store, HORIZONS)
@@ -45,10 +45,10 @@ def world(tmp_path_factory):
         save_predictor(model, tmp/name/'seed0')
         thresholds_at(model, value).save(tmp/name/'seed0'/'thresholds.json')
     monitor = MonitorConfig(samples=2, resample_samples=3, human_steps=3, max_help_requests=2)
-    cfg = lambda name: InterventionConfig(str(tmp/'policy'), str(tmp/name), ENVS, monitor, str(tmp/'novelty.npz'))
+    cfg = lambda name: InterventionConfig(str(tmp/'policy'), str(tmp/name), ENVS, monitor, str(tmp/'novelty'))
     episodes = episode_specs(['lift_red'], ['open_drawer'], {'nominal': {}, 'shifted': {'pose': 0.03, 'distractors': 1}}, 1, seed=11)
     return dict(tmp=tmp, vla=vla, model=model, cfg=cfg, rollout_cfg=rollout_cfg, episodes=episodes,
-                novelty=FeatureNovelty.load(tmp/'novelty.npz'))
+                novelty=FeatureNovelty.load(tmp/'novelty'))
 
 def run(world, name, condition, episode):
     from salus.intervene import InterventionSpec
@@ -249,12 +249,12 @@ def test_run_restarts_on_mismatch_only_when_asked(world):
     first, other = intervention_specs(world['episodes'][:1], [], 1), intervention_specs(world['episodes'][1:2], [], 1)
     path = tmp/'mismatch.jsonl'
     run_interventions(path, first, cfg, backend='serial', progress=False)
-    with pytest.raises(InterventionError, match='not the first 1 of these specs'): run_interventions(path, other, cfg, 'serial', progress=False)
-    with pytest.warns(UserWarning, match=r'not the first 1 of these specs .*; deleted it and started over'):
+    with pytest.raises(InterventionError, match='not the first 1 of this run'): run_interventions(path, other, cfg, 'serial', progress=False)
+    with pytest.warns(UserWarning, match=r'not the first 1 of this run .*; deleted it and started over'):
         got = run_interventions(path, other, cfg, 'serial', progress=False, on_mismatch='restart')
     assert [r['index'] for r in got] == [other[0].episode.index] and len(path.read_text().splitlines()) == 1
-    with pytest.raises(InterventionError, match='more than the 0 specs'): run_interventions(path, [], cfg, 'serial', progress=False)
-    with pytest.warns(UserWarning, match='more than the 0 specs'):
+    with pytest.raises(InterventionError, match='more than the 0 asked for'): run_interventions(path, [], cfg, 'serial', progress=False)
+    with pytest.warns(UserWarning, match='more than the 0 asked for'):
         assert run_interventions(path, [], cfg, 'serial', progress=False, on_mismatch='restart') == []
     assert not path.exists() or path.read_text() == ''
     with pytest.raises(InterventionError, match="on_mismatch must be 'raise' or 'restart', got 'ignore'"):
@@ -275,7 +275,7 @@ def test_records_of_another_run_are_not_resumed(world):
 def test_monitor_feeds_the_instruction_to_a_task_conditioned_predictor(world):
     "A predictor with a task context reads each environment's instruction embedding: the monitor's risk is the stream's with it."
     from salus.predictor import FailurePredictor, PredictorStream
-    from salus.vla import instruction_encoder
+    from salus.language import instruction_encoder
     base = world['model'].config
     model = FailurePredictor(replace(base, task_context=1)).eval()
     model.set_task_context(instruction_encoder()(['lift the red cube', 'open the drawer', 'place the red cube in the bowl']))

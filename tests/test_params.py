@@ -117,3 +117,20 @@ def test_set_profile_keeps_the_rest_of_the_file(params_file):
 def test_a_key_given_twice_is_refused(params_file):
     edited(params_file, 'seed: 0', 'seed: 0\nseed: 1')
     with pytest.raises(ParamsError, match="duplicate key 'seed'"): load_params(params_file)
+
+def test_library_defaults_are_the_default_profile():
+    "A library config's defaults are params.yaml's default-profile values (one source: no default contradicts it)."
+    import inspect
+    from salus.intervene import MonitorConfig
+    from salus.predictor import PredictorConfig, TrainConfig
+    from salus.vla import EmbeddedVLAConfig, train_ensemble
+    params = load_params(REPO/'params.yaml', profile='default')
+    p = params.predictor
+    assert TrainConfig.from_params(p) == TrainConfig()
+    assert PredictorConfig.from_params(p, ['epistemic'], 10.0) == PredictorConfig(['epistemic'], p.horizons_s, 10.0)
+    assert MonitorConfig.from_params(params.intervene, params.signals) == MonitorConfig()
+    vla = params.policy
+    assert EmbeddedVLAConfig(image_size=vla.image_size, chunk_size=vla.chunk_size) == EmbeddedVLAConfig()
+    defaults = {k: v.default for k, v in inspect.signature(train_ensemble).parameters.items() if v.default is not inspect.Parameter.empty}
+    assert {k: defaults[k] for k in ('epochs', 'batch_size', 'lr', 'goal_weight', 'shift_pixels')} == \
+           {k: getattr(vla, k) for k in ('epochs', 'batch_size', 'lr', 'goal_weight', 'shift_pixels')}

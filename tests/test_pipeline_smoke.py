@@ -44,7 +44,7 @@ def test_smoke_pipeline_reproduces(smoke_copy):
                              ('seen_shifted', params.envs.seen_tasks), ('seen_wrong_instruction', params.envs.seen_tasks)]:
         assert policy[condition]['episodes'] == params.policy.eval_episodes_per_task * len(tasks)
         assert set(policy[condition]['per_task']) == set(tasks)
-    assert (smoke_copy/'checkpoints/policy/weights.pt').is_file()
+    assert (smoke_copy/'checkpoints/policy/model.safetensors').is_file()
     losses = (smoke_copy/'plots/policy_loss.csv').read_text().splitlines()
     assert losses[0].startswith('epoch,member,loss') and len(losses) == 1 + params.policy.epochs * params.policy.members
     language = json.loads((smoke_copy/'metrics/language.json').read_text())

@@ -262,7 +262,7 @@ def task_dependent_episodes(n=240, seed=0) -> SignalEpisodes:
 
 def test_task_context_resolves_a_task_dependent_failure_and_streams_exactly(tmp_path):
     "With the instruction's principal components as inputs the predictor separates what the signals alone cannot; streaming = batch."
-    from salus.vla import instruction_encoder
+    from salus.language import instruction_encoder
     data = task_dependent_episodes().with_context(instruction_encoder())
     assert data.context.shape == (data.n_episodes, 384) and data.subset([3, 1]).context.shape == (2, 384)
     sp = split_episodes(data, FRACTIONS, seed=0)

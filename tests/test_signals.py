@@ -111,9 +111,9 @@ def test_novelty_ranks_in_distribution_below_out_of_distribution():
 def test_novelty_save_load_and_bad_input(tmp_path):
     rng = np.random.default_rng(1)
     nov = FeatureNovelty(rng.normal(size=(50, 4)), k=3)
-    nov.save(tmp_path/'n.npz')
+    nov.save(tmp_path/'novelty')
     emb = rng.normal(size=(3, 4))
-    again = FeatureNovelty.load(tmp_path/'n.npz')
+    again = FeatureNovelty.load(tmp_path/'novelty')
     assert np.array_equal(again.knn(emb), nov.knn(emb)) and np.array_equal(again.mahalanobis(emb), nov.mahalanobis(emb))
     with pytest.raises(ValueError, match=r'embedding must be \(B, 4\)'): nov.knn(np.zeros((3, 5)))
     with pytest.raises(ValueError, match='not finite'): nov.mahalanobis(np.full((1, 4), np.inf))

@@ -130,3 +130,19 @@ def test_loading_refuses_processor_steps_that_are_not_smolvlas(vlm, tmp_path):
     (tmp_path/'ckpt'/'policy_preprocessor.json').write_text('{"steps": "rename"}')
     with pytest.raises(UntrustedCheckpointError, match=r'policy_preprocessor.json: not a processor pipeline \(a "steps" list of objects\)'):
         SmolVLABackend.load(tmp_path/'ckpt')
+
+def test_a_smolvla_checkpoint_is_collected_like_an_embedded_one(vlm, tmp_path):
+    "`collect_rollouts` loads any registered backend and sizes the store from it: K members, its chunk, K x its VLM width."
+    from salus.collect import RolloutConfig, collect_rollouts, episode_specs
+    p, procs = policy(vlm, 0)
+    backend = SmolVLABackend([p], [procs], members=2)
+    backend.save(tmp_path/'ckpt')
+    envs = dict(image_size=32, control_hz=10, collision_force=60.0, seen_tasks=['lift_red'], unseen_tasks=[])
+    cfg = RolloutConfig(str(tmp_path/'ckpt'), envs, ('epistemic', 'chunk_disagreement', 'sample_dispersion'), samples=2)
+    store = collect_rollouts(tmp_path/'rollouts.zarr', episode_specs(['lift_red'], [], {'nominal': {}}, 1, seed=0), cfg,
+                             backend='serial', progress=False)
+    assert len(store) == 1 and store.attrs['members'] == 2
+    assert store.data('chunks').shape == (store.n_steps, 2, backend.chunk_size, 7)
+    assert store.data('embedding').shape == (store.n_steps, 2 * backend.embedding_dim)
+    sig = store.data('signals')
+    assert np.isfinite(sig).all() and sig[:, 0].max() > 0   # the two noise-sample members disagree
