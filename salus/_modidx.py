@@ -748,4 +748,10 @@ d = { 'settings': { 'branch': 'main',
                                              'salus.vla.training_embedded.demo_tensors': ( 'training_embedded.html#demo_tensors',
                                                                                            'salus/vla/training_embedded.py'),
                                              'salus.vla.training_embedded.train_ensemble': ( 'training_embedded.html#train_ensemble',
-                                                                                             'salus/vla/training_embedded.py')}}}
+                                                                                             'salus/vla/training_embedded.py')},
+            'salus.vla.training_smolvla': { 'salus.vla.training_smolvla._recorded_losses': ( 'training_smolvla.html#_recorded_losses',
+                                                                                             'salus/vla/training_smolvla.py'),
+                                            'salus.vla.training_smolvla._start_config': ( 'training_smolvla.html#_start_config',
+                                                                                          'salus/vla/training_smolvla.py'),
+                                            'salus.vla.training_smolvla.finetune_smolvla': ( 'training_smolvla.html#finetune_smolvla',
+                                                                                             'salus/vla/training_smolvla.py')}}}

@@ -188,19 +188,26 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
                      on_mismatch:str='raise', # a store made with other params or specs: 'raise', or 'restart' it
                     ) -> EpisodeStore:
     "Roll out every spec not yet in the store, in order (closing the writer at the end, or on error); return the store, read-only."
-    from salus.vla.base import backend_of, load_backend
+    import torch
+    from salus.vla.base import VLAObservation, backend_of, checkpoint_identity, load_backend
     try: backend_of(cfg.policy_path)  # a folder with a registered backend's tag, or an error naming what is wrong
     except FileNotFoundError: raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint there") from None
     vla = load_backend(cfg.policy_path)  # loaded before anything is written: the store is sized from what it declares
     if vla.action_dim != len(ACTION_LAYOUT):
         raise ValueError(f"{cfg.policy_path}: the policy's actions are {vla.action_dim}-D, the task suite's {len(ACTION_LAYOUT)}-D "
                          f"({', '.join(ACTION_LAYOUT)})")
+    size = cfg.envs['image_size']  # one step on the suite's shapes: a state or image size the policy cannot take fails here
+    probe = VLAObservation(np.zeros((1, size, size, 3), np.uint8), np.zeros((1, size, size, 3), np.uint8),
+                           np.zeros((1, len(STATE_LAYOUT)), np.float32), 'lift the red cube')
+    try: vla.member_chunks(probe, torch.Generator().manual_seed(0))
+    except ValueError as e: raise ValueError(f"{cfg.policy_path}: the policy cannot act in the task suite: {e}") from None
     members = vla.members
     schema = rollouts_schema(cfg.envs['image_size'], members, vla.chunk_size, len(cfg.signals), members * vla.embedding_dim)
     del vla  # the workers load their own
     store_attrs = dict(kind='rollouts', schema_version_rollouts=1, signal_names=list(cfg.signals), failure_types=list(FAILURE_TYPES),
                        control_hz=cfg.envs['control_hz'], image_size=cfg.envs['image_size'], members=members,
-                       state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT, **(attrs or {}))
+                       state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT,
+                       policy=checkpoint_identity(cfg.policy_path), **(attrs or {}))
     def belongs(store):  # this collection's first episodes, in order, or why not
         done = store.meta()
         return resume_mismatch(list(zip(done['index'].tolist(), done['seed'].tolist())), [(s.index, s.seed) for s in specs])

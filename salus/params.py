@@ -15,14 +15,15 @@ from .base import (ACTPROBE_FEATURES, BASELINE_NAMES, BASELINE_SIGNALS, FAILURE_
                         SIGNAL_NAMES, TASK_NAMES, Shift, horizon_steps)
 
 # %% auto #0
-__all__ = ['Profile', 'PROFILES', 'EXTERNAL_ONLY_BASELINES', 'ParamsError', 'ParamsGroup', 'RuntimeParams', 'SalusParams',
-           'EnvsParams', 'PolicyParams', 'DemosParams', 'SignalsParams', 'ReplicateParams', 'CollectParams',
-           'PredictorParams', 'EvaluateParams', 'ExternalParams', 'InterveneParams', 'FiguresParams', 'load_params',
-           'set_profile']
+__all__ = ['Profile', 'PROFILES', 'PROFILE_BASES', 'EXTERNAL_ONLY_BASELINES', 'ParamsError', 'ParamsGroup', 'RuntimeParams',
+           'SalusParams', 'EnvsParams', 'PolicyParams', 'DemosParams', 'SignalsParams', 'ReplicateParams',
+           'CollectParams', 'PredictorParams', 'EvaluateParams', 'ExternalParams', 'InterveneParams', 'FiguresParams',
+           'load_params', 'set_profile']
 
 # %% ../nbs/00a_params.ipynb #29119b75
-Profile = Literal['default', 'smoke', 'gpu']
+Profile = Literal['default', 'smoke', 'gpu', 'smolvla_smoke']
 PROFILES: tuple[str, ...] = get_args(Profile)
+PROFILE_BASES: dict[str, str] = {'smolvla_smoke': 'smoke'}  # a profile that starts from another's overrides
 
 class ParamsError(ValueError):
     "`params.yaml` is missing, unreadable, or holds a key or value that is not allowed."
@@ -35,7 +36,8 @@ class ParamsGroup(BaseModel):
     def for_profile(self, profile:Profile) -> 'ParamsGroup':
         "This group with `profile`'s overrides applied (validated like the base values) and no `profiles` left."
         values = self.model_dump(exclude={'profiles'})
-        return type(self).model_validate({**values, **self.profiles.get(profile, {})})
+        base = self.profiles.get(PROFILE_BASES[profile], {}) if profile in PROFILE_BASES else {}
+        return type(self).model_validate({**values, **base, **self.profiles.get(profile, {})})
 
     def values(self) -> dict[str, Any]:
         "The group's values as plain Python data, without the overrides."
@@ -88,7 +90,7 @@ class EnvsParams(ParamsGroup):
         return self
 
 class PolicyParams(ParamsGroup):
-    "The embedded VLA ensemble: architecture, training, and its closed-loop evaluation."
+    "The VLA ensemble: its backend and starting checkpoint, architecture, training, and its closed-loop evaluation."
     members: int = Field(ge=1, le=16)  # K, members of the deep ensemble
     image_size: int = Field(ge=16, le=256)  # images are resized to this for the policy
     chunk_size: int = Field(ge=1, le=32)  # actions predicted per step
@@ -99,10 +101,21 @@ class PolicyParams(ParamsGroup):
     shift_pixels: int = Field(ge=0, le=16)  # random image-shift augmentation
     eval_episodes_per_task: int = Field(ge=1, le=1000)  # closed-loop episodes per task and condition
     eval_shift: dict[str, float]  # the distribution shift of the 'shifted' evaluation (fields of `Shift`)
+    backend: Literal['embedded', 'smolvla']  # which VLA the pipeline trains (or fine-tunes) and runs
+    checkpoint: str|None  # a checkpoint folder under data/ to start from (smolvla: fine-tuned; embedded: used as is), or None
+    smolvla_vlm: str|None  # smolvla: a SmolVLM2 folder under data/ for the checkpoint's VLM (None: the checkpoint's, or a tiny one)
+    smolvla_ensemble: Literal['noise', 'bootstrap']  # K flow-noise samples of one model, or K models on bootstrap resamples
+    smolvla_steps: int = Field(ge=1, le=1_000_000)  # lerobot training steps (per member with bootstrap)
+    smolvla_batch_size: int = Field(ge=1, le=4096)
+    smolvla_lr: float = Field(gt=0, le=1)
 
     @model_validator(mode='after')
     def _check_shift(self):
         if problem := _shift_problems('eval_shift', self.eval_shift): raise ValueError(problem)
+        for key in ('checkpoint', 'smolvla_vlm'):
+            v = getattr(self, key)
+            if v is not None and (Path(v).is_absolute() or Path(v).parts[:1] != ('data',) or '..' in Path(v).parts):
+                raise ValueError(f"{key}: {v!r} must be a folder under data/ (tracked by data.dvc), e.g. data/smolvla_base")
         return self
 
 class DemosParams(ParamsGroup):

@@ -19,7 +19,8 @@ PARAMS = textwrap.dedent("""\
     envs: {image_size: 64, control_hz: 10, collision_force: 60, seen_tasks: [lift_red, open_drawer], unseen_tasks: [lift_blue]}
     demos: {episodes_per_task: 1, action_noise: 0.0, grasp_noise: 0.0}
     policy: {members: 2, image_size: 32, chunk_size: 4, epochs: 1, batch_size: 8, lr: 0.001, goal_weight: 1.0, shift_pixels: 2,
-             eval_episodes_per_task: 1, eval_shift: {pose: 0.02}}
+             eval_episodes_per_task: 1, eval_shift: {pose: 0.02}, backend: embedded, checkpoint: null, smolvla_vlm: null,
+             smolvla_ensemble: noise, smolvla_steps: 10, smolvla_batch_size: 8, smolvla_lr: 0.0001}
     signals: {active: [epistemic, smoothness, sample_dispersion], trend_window: 5, samples: 2, novelty_k: 3, novelty_reference: 16}
     collect: {episodes_per_task: 1, shifts: {nominal: {}}, backend: serial, workers: 1}
     replicate: {collections: 2}

@@ -92,6 +92,11 @@ def test_bad_input(setup, tmp_path):
     with pytest.raises(ValueError, match="the policy's actions are 6-D, the task suite's 7-D"):
         collect_rollouts(tmp_path/'s.zarr', specs, RolloutConfig(str(tmp_path/'six'), ENVS, ('epistemic',)), 'serial', progress=False)
     assert not (tmp_path/'s.zarr').exists()
+    bad_state = EmbeddedVLA(EmbeddedVLAConfig(image_size=32, channels=8, keypoints=4, hidden=16, flow_steps=2, state_dim=9), members=2)
+    bad_state.save(tmp_path/'nine')
+    with pytest.raises(ValueError, match="nine: the policy cannot act in the task suite: state must have 9 values, got 11"):
+        collect_rollouts(tmp_path/'s.zarr', specs, RolloutConfig(str(tmp_path/'nine'), ENVS, ('epistemic',)), 'serial', progress=False)
+    assert not (tmp_path/'s.zarr').exists()
     with pytest.raises(ValueError, match='needs samples'):
         collect_rollouts(tmp_path/'z.zarr', specs[:1], RolloutConfig(cfg.policy_path, ENVS, ('sample_dispersion',), samples=0), 'serial', progress=False)
 

@@ -1,4 +1,6 @@
 "`load_params` accepts a valid file, resolves profiles, and refuses bad files with a message naming the key."
+import re
+
 import pytest
 
 from salus.params import PROFILES, ParamsError, load_params, set_profile
@@ -28,11 +30,11 @@ def edited(params_file, old, new):
     ('torch_threads: 2', 'torch_threads: 0', 'runtime.torch_threads: Input should be greater than or equal to 1 (got 0)'),
     ('seed: 0', 'seed: -3', 'seed: Input should be greater than or equal to 0 (got -3)'),
     ('device: cpu', 'device: tpu', "runtime.device: Input should be 'cpu' or 'cuda' (got 'tpu')"),
-    ('profile: default', 'profile: fast', "profile: Input should be 'default', 'smoke' or 'gpu' (got 'fast')"),
+    ('profile: default', 'profile: fast', "profile: Input should be 'default', 'smoke', 'gpu' or 'smolvla_smoke' (got 'fast')"),
     ('seed: 0\n', '', 'seed: required key is missing'),
     ('{torch_threads: 1}', '{torch_threads: -1}', 'runtime.profiles.smoke.torch_threads: Input should be greater than or equal to 1'),
     ('{torch_threads: 1}', '{torch_thread: 1}', 'runtime.profiles.smoke.torch_thread: unknown key'),
-    ('    smoke:', '    quick:', "runtime.profiles.quick: Input should be 'default', 'smoke' or 'gpu'"),
+    ('    smoke:', '    quick:', "runtime.profiles.quick: Input should be 'default', 'smoke', 'gpu' or 'smolvla_smoke'"),
     ('unseen_tasks: [lift_blue]', 'unseen_tasks: [lift_purple]', "envs: unseen_tasks: unknown task(s) ['lift_purple']; tasks: lift_red"),
     ('unseen_tasks: [lift_blue]', 'unseen_tasks: [lift_red]', "envs: tasks both seen and unseen: ['lift_red']"),
     ('seen_tasks: [lift_red, open_drawer]', 'seen_tasks: []', 'envs.seen_tasks: List should have at least 1 item'),
@@ -134,3 +136,18 @@ def test_library_defaults_are_the_default_profile():
     defaults = {k: v.default for k, v in inspect.signature(train_ensemble).parameters.items() if v.default is not inspect.Parameter.empty}
     assert {k: defaults[k] for k in ('epochs', 'batch_size', 'lr', 'goal_weight', 'shift_pixels')} == \
            {k: getattr(vla, k) for k in ('epochs', 'batch_size', 'lr', 'goal_weight', 'shift_pixels')}
+
+def test_a_profile_can_start_from_another():
+    "smolvla_smoke is smoke with SmolVLA: every group takes smoke's overrides, then its own."
+    smoke, sv = load_params(REPO/'params.yaml', profile='smoke'), load_params(REPO/'params.yaml', profile='smolvla_smoke')
+    assert (sv.policy.backend, smoke.policy.backend) == ('smolvla', 'embedded')
+    assert sv.collect == smoke.collect and sv.evaluate == smoke.evaluate and sv.policy.members == smoke.policy.members
+
+@pytest.mark.parametrize('value,message', [
+    ('/opt/smolvla_base', "checkpoint: '/opt/smolvla_base' must be a folder under data/"),
+    ('checkpoints/policy', "checkpoint: 'checkpoints/policy' must be a folder under data/"),
+    ('data/../secrets', "checkpoint: 'data/../secrets' must be a folder under data/")])
+def test_a_policy_checkpoint_lives_under_data(params_file, value, message):
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        load_params(edited(params_file, 'checkpoint: null', f'checkpoint: {value}'))
+    load_params(edited(params_file, f'checkpoint: {value}', 'checkpoint: data/smolvla_base'))   # under data/: fine (its contents are the stage's to check)

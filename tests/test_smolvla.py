@@ -146,3 +146,44 @@ def test_a_smolvla_checkpoint_is_collected_like_an_embedded_one(vlm, tmp_path):
     assert store.data('embedding').shape == (store.n_steps, 2 * backend.embedding_dim)
     sig = store.data('signals')
     assert np.isfinite(sig).all() and sig[:, 0].max() > 0   # the two noise-sample members disagree
+
+@pytest.fixture(scope='module')
+def demos(tmp_path_factory):
+    "Two scripted demonstrations of one task."
+    from salus.data import EpisodeStore
+    from salus.demos import record_demonstrations
+    from salus.params import DemosParams, EnvsParams
+    tmp = tmp_path_factory.mktemp('demos')
+    envs = EnvsParams(image_size=32, control_hz=10, collision_force=60, seen_tasks=['lift_red'], unseen_tasks=[])
+    record_demonstrations(tmp/'demos.zarr', envs, DemosParams(episodes_per_task=2, action_noise=0.05, grasp_noise=0.003), seed=0, progress=False)
+    return EpisodeStore.open(tmp/'demos.zarr'), envs
+
+def test_bootstrap_members_are_models_of_their_own_and_the_folder_moves(demos, tmp_path):
+    "lerobot's training loop on the exported demonstrations, K models on bootstrap resamples; the saved folder loads after a move."
+    import shutil
+    from salus.rollout import evaluate_policy
+    from salus.vla.training_smolvla import finetune_smolvla
+    store, envs = demos
+    backend, losses = finetune_smolvla(store, tmp_path/'policy', members=2, ensemble='bootstrap', steps=3, batch_size=8, image_size=32)
+    assert len(backend.policies) == 2 and [sorted(h['step'] for h in losses if h['member'] == k) for k in (0, 1)] == [[0, 1, 2]] * 2
+    (tmp_path/'elsewhere').mkdir()
+    moved = shutil.move(tmp_path/'policy', tmp_path/'elsewhere'/'policy')   # no path inside points back at where it was trained
+    again = load_backend(moved)
+    chunks = lambda b: b.member_chunks(observation(1), torch.Generator().manual_seed(0))[0]
+    assert np.array_equal(chunks(again), chunks(backend))
+    assert chunks(again).std(0).mean() > 1e-4   # two models: they disagree (one noise draw for both)
+    assert again.embed(observation(1)).shape == (1, 2 * again.embedding_dim)   # the members' embeddings side by side, as collected
+    assert evaluate_policy(again, ['lift_red'], envs, episodes=1, progress=False)[0]['steps'] > 0
+    with pytest.raises(FileExistsError, match='not empty'): finetune_smolvla(store, moved, steps=1)
+
+def test_fine_tuning_starts_from_a_checkpoint(demos, tmp_path):
+    "A SmolVLA folder as the starting point (as `policy.checkpoint`): its weights, trained further on the demonstrations."
+    from salus.vla.training_smolvla import finetune_smolvla
+    store, _ = demos
+    start, _ = finetune_smolvla(store, tmp_path/'start', members=2, steps=2, batch_size=8, image_size=32)
+    tuned, losses = finetune_smolvla(store, tmp_path/'tuned', checkpoint=tmp_path/'start', members=2, steps=2, batch_size=8, lr=1e-2)
+    assert len(losses) == 2
+    get = lambda b: {k: v.clone() for k, v in b.policies[0].model.action_out_proj.state_dict().items()}
+    a, b = get(start), get(tuned)
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)   # it trained
+    assert start.policies[0].model.state_dict().keys() == tuned.policies[0].model.state_dict().keys()   # the same architecture

@@ -5,7 +5,7 @@
 # %% ../../nbs/02f_smolvla.ipynb #5909b589
 from __future__ import annotations
 
-import json, os, warnings
+import json, os, shutil, warnings
 from typing import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -237,15 +237,23 @@ class SmolVLABackend(MemberChunksPolicy):
                 adapter = SmolVLAAdapter(**json.loads((local/'salus_adapter.json').read_text()))
         return cls(policies, processors, members=members if len(paths) == 1 else None, adapter=adapter)
 
-    def save(self, path:str|Path) -> Path:
+    def save(self, path:str|Path, # the folder to write
+             vlm:str|Path|None=None, # a SmolVLM folder to keep beside the checkpoints (config, tokenizer, processor; not its weights)
+            ) -> Path:
         "Write every checkpoint with its processors and the adapter (one folder; `member_k/` folders for K checkpoints)."
         path = Path(path); path.mkdir(parents=True, exist_ok=True)
         folders = [path] if len(self.policies) == 1 else [path/f'member_{k}' for k in range(len(self.policies))]
         for folder, policy, (pre, post) in zip(folders, self.policies, self.processors):
+            policy.config.load_vlm_weights = False  # the VLM's weights are in the checkpoint's own model.safetensors
             policy.save_pretrained(folder); pre.save_pretrained(folder); post.save_pretrained(folder)
             (folder/'salus_adapter.json').write_text(json.dumps(asdict(self.adapter), indent=2))
-        (path/'salus_smolvla.json').write_text(json.dumps({'backend': 'smolvla', 'members': self.members,
-                                                            'checkpoints': [str(f.relative_to(path)) for f in folders]}, indent=2))
+        meta = {'backend': 'smolvla', 'members': self.members, 'checkpoints': [str(f.relative_to(path)) for f in folders]}
+        if vlm is not None:  # a self-contained folder: it loads wherever it is copied (a scratch copy, another machine)
+            (path/'vlm').mkdir(exist_ok=True)
+            for f in Path(vlm).iterdir():
+                if f.is_file() and not f.name.endswith(('.safetensors', '.bin', '.pt', '.pth', '.gguf')): shutil.copy2(f, path/'vlm'/f.name)
+            meta['vlm'] = 'vlm'
+        (path/'salus_smolvla.json').write_text(json.dumps(meta, indent=2))
         return path
 
     @classmethod
@@ -255,6 +263,7 @@ class SmolVLABackend(MemberChunksPolicy):
         if not (path/'salus_smolvla.json').is_file(): raise FileNotFoundError(f"{path}: not a saved SmolVLA backend (salus_smolvla.json missing)")
         meta = json.loads((path/'salus_smolvla.json').read_text())
         folders = [path/c for c in meta['checkpoints']]
+        if 'vlm' in meta and kwargs.get('vlm_path') is None: kwargs['vlm_path'] = path/meta['vlm']
         return cls.from_pretrained(folders[0] if len(folders) == 1 else folders, members=meta['members'], **kwargs)
 
     # -- inputs
@@ -310,5 +319,5 @@ class SmolVLABackend(MemberChunksPolicy):
 
     # -- the VLAPolicy protocol (`act` and `sample` from `MemberChunksPolicy`)
     def embed(self, obs:VLAObservation) -> np.ndarray:
-        "Observation embedding (B, D): the mean of the prefix token embeddings (first checkpoint)."
-        return self.member_chunks(obs, torch.Generator().manual_seed(0))[1][0]
+        "Observation embedding (B, K*D): each member's mean prefix token embedding, side by side (as the rollouts store it)."
+        return np.concatenate(list(self.member_chunks(obs, torch.Generator().manual_seed(0))[1]), -1)
