@@ -200,7 +200,7 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
     probe = VLAObservation(np.zeros((1, size, size, 3), np.uint8), np.zeros((1, size, size, 3), np.uint8),
                            np.zeros((1, len(STATE_LAYOUT)), np.float32), 'lift the red cube')
     try: vla.member_chunks(probe, torch.Generator().manual_seed(0))
-    except ValueError as e: raise ValueError(f"{cfg.policy_path}: the policy cannot act in the task suite: {e}") from None
+    except (ValueError, RuntimeError) as e: raise ValueError(f"{cfg.policy_path}: the policy cannot act in the task suite: {e}") from None
     members = vla.members
     schema = rollouts_schema(cfg.envs['image_size'], members, vla.chunk_size, len(cfg.signals), members * vla.embedding_dim)
     del vla  # the workers load their own

@@ -1,5 +1,6 @@
 "The SmolVLA backend on a tiny, randomly initialised SmolVLA built offline: lerobot's real model and processors."
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,6 +176,9 @@ def test_bootstrap_members_are_models_of_their_own_and_the_folder_moves(demos, t
     assert again.embed(observation(1)).shape == (1, 2 * again.embedding_dim)   # the members' embeddings side by side, as collected
     assert evaluate_policy(again, ['lift_red'], envs, episodes=1, progress=False)[0]['steps'] > 0
     with pytest.raises(FileExistsError, match='not empty'): finetune_smolvla(store, moved, steps=1)
+    from salus.vla.base import checkpoint_identity
+    twice = backend.save(tmp_path/'twice', vlm=Path(moved)/'vlm')
+    assert checkpoint_identity(twice) == checkpoint_identity(moved)   # no path of the machine or the run in its files
 
 def test_fine_tuning_starts_from_a_checkpoint(demos, tmp_path):
     "A SmolVLA folder as the starting point (as `policy.checkpoint`): its weights, trained further on the demonstrations."
@@ -187,3 +191,8 @@ def test_fine_tuning_starts_from_a_checkpoint(demos, tmp_path):
     a, b = get(start), get(tuned)
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)   # it trained
     assert start.policies[0].model.state_dict().keys() == tuned.policies[0].model.state_dict().keys()   # the same architecture
+    from salus.vla import EmbeddedVLA, EmbeddedVLAConfig
+    EmbeddedVLA(EmbeddedVLAConfig(image_size=32, channels=8, keypoints=4, hidden=16, flow_steps=2), members=2).save(tmp_path/'embedded')
+    with pytest.raises(ValueError, match="embedded: a 'embedded' checkpoint, not a SmolVLA one"):
+        finetune_smolvla(store, tmp_path/'x', checkpoint=tmp_path/'embedded')
+    assert not (tmp_path/'x').exists()   # refused before anything is written

@@ -245,7 +245,16 @@ class SmolVLABackend(MemberChunksPolicy):
         folders = [path] if len(self.policies) == 1 else [path/f'member_{k}' for k in range(len(self.policies))]
         for folder, policy, (pre, post) in zip(folders, self.policies, self.processors):
             policy.config.load_vlm_weights = False  # the VLM's weights are in the checkpoint's own model.safetensors
-            policy.save_pretrained(folder); pre.save_pretrained(folder); post.save_pretrained(folder)
+            kept = policy.config.vlm_model_name, policy.config.pretrained_path
+            if vlm is not None: policy.config.vlm_model_name, policy.config.pretrained_path = 'vlm', None  # no path of this machine
+            try: policy.save_pretrained(folder)
+            finally: policy.config.vlm_model_name, policy.config.pretrained_path = kept
+            pre.save_pretrained(folder); post.save_pretrained(folder)
+            if vlm is not None:  # the tokenizer, too, is named by the kept VLM folder (`load` passes the real path)
+                steps = json.loads((folder/'policy_preprocessor.json').read_text())
+                for step in steps.get('steps', []):
+                    if step.get('registry_name') == 'tokenizer_processor': step.setdefault('config', {})['tokenizer_name'] = 'vlm'
+                (folder/'policy_preprocessor.json').write_text(json.dumps(steps, indent=2))
             (folder/'salus_adapter.json').write_text(json.dumps(asdict(self.adapter), indent=2))
         meta = {'backend': 'smolvla', 'members': self.members, 'checkpoints': [str(f.relative_to(path)) for f in folders]}
         if vlm is not None:  # a self-contained folder: it loads wherever it is copied (a scratch copy, another machine)

@@ -68,7 +68,7 @@ def _start_config(checkpoint, vlm, image_size:int, chunk_size:int, work:Path):
     config.pretrained_path = start
     return config, Path(config.vlm_model_name)
 
-# %% ../../nbs/02g_training_smolvla.ipynb #98dbb135
+# %% ../../nbs/02g_training_smolvla.ipynb #e5e128d2
 def finetune_smolvla(store, # the demonstrations (`EpisodeStore`)
                      out:str|Path, # the checkpoint folder to write (a `SmolVLABackend`)
                      checkpoint:str|Path|None=None, # a SmolVLA checkpoint to fine-tune; None: a tiny one, randomly initialised
@@ -85,8 +85,12 @@ def finetune_smolvla(store, # the demonstrations (`EpisodeStore`)
     if ensemble not in SMOLVLA_ENSEMBLES: raise ValueError(f"unknown SmolVLA ensemble {ensemble!r}; one of {SMOLVLA_ENSEMBLES}")
     if members < 1 or steps < 1: raise ValueError(f"members and steps must be ≥ 1, got {members}, {steps}")
     if not len(store): raise ValueError(f"{store.path}: no demonstrations to train on")
-    if checkpoint is not None and not (Path(checkpoint)/'config.json').is_file():
-        raise FileNotFoundError(f"{checkpoint}: not a SmolVLA checkpoint folder (config.json missing)")
+    if checkpoint is not None:
+        c = Path(checkpoint)
+        if not (c/'config.json').is_file() and not (c/'salus_smolvla.json').is_file():
+            raise FileNotFoundError(f"{checkpoint}: not a SmolVLA checkpoint folder (config.json missing)")
+        if (c/'config.json').is_file() and (tag := json.loads((c/'config.json').read_text()).get('backend')) not in (None, 'smolvla'):
+            raise ValueError(f"{checkpoint}: a {tag!r} checkpoint, not a SmolVLA one (policy.backend is 'smolvla')")
     if Path(out).exists() and any(Path(out).iterdir()): raise FileExistsError(f"{out}: exists and is not empty; finetune_smolvla writes a new folder")
     work = Path(tempfile.mkdtemp(prefix='salus-smolvla-'))
     history = []
@@ -97,15 +101,22 @@ def finetune_smolvla(store, # the demonstrations (`EpisodeStore`)
         for k, episodes in enumerate(resamples):
             export_lerobot(store, work/f'dataset{k}', episodes=None if episodes is None else episodes.tolist(), progress=False)
             config, vlm_used = _start_config(checkpoint, vlm if vlm is not None else vlm_used, image_size, chunk_size, work)
+            if not (Path(vlm_used)/'config.json').is_file():
+                raise FileNotFoundError(f"{vlm_used}: the checkpoint's VLM is not a local SmolVLM folder (config.json missing); "
+                                        "give a local copy (policy.smolvla_vlm: data/...)")
             config.device, config.push_to_hub, config.optimizer_lr = device, False, lr
             run = TrainPipelineConfig(dataset=DatasetConfig(repo_id='salus/demos', root=str(work/f'dataset{k}')), policy=config,
                                       output_dir=work/f'train{k}', job_name=f'salus_member{k}', steps=steps, batch_size=batch_size,
                                       num_workers=0, save_checkpoint=True, save_freq=steps, eval_freq=0, log_freq=0,
                                       seed=derive_seed(seed, 'smolvla_train', k), wandb=WandBConfig(enable=False))
-            level = logging.getLogger().level
+            import torch
+            root = logging.getLogger()   # lerobot's train() replaces the root logger's handlers and sets these flags
+            saved = (root.level, root.handlers[:], torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32)
             try:
                 with _recorded_losses(history, k): train(run)
-            finally: logging.getLogger().setLevel(level)
+            finally:
+                root.setLevel(saved[0]); root.handlers[:] = saved[1]
+                torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = saved[2], saved[3]
             folders.append(work/f'train{k}'/'checkpoints'/'last'/'pretrained_model')
         adapter = SmolVLAAdapter(cameras=dict(LEROBOT_CAMERAS), env_action_dim=len(store.attrs['action_layout']),
                                  env_state_dim=len(store.attrs['state_layout']))
