@@ -116,6 +116,9 @@ def test_smoke_pipeline_reproduces(smoke_copy):
     intervention = json.loads((smoke_copy/'metrics/intervention.json').read_text())
     assert set(intervention['all']) == {'none', *iv.strategies} and intervention['all']['none']['n_episodes'] == n_episodes
     assert set(intervention['latency_ms']) == {'none', *iv.strategies}
+    identity = json.loads((smoke_copy/'metrics/policy.json').read_text())['policy']   # the checkpoint every stage used, recorded
+    assert identity['backend'] == 'embedded' and rollouts.attrs['policy'] == identity
+    assert evaluation['config']['policy'] == intervention['config']['policy'] == replicated['policy']['collection1'] == identity
     assert (smoke_copy/'plots/intervention.csv').read_text().startswith('split,condition,outcome,rate')
 
     figures = sorted(p.name for p in (smoke_copy/'figures').iterdir())
