@@ -34,13 +34,13 @@ def _recorded_losses(history:list, member:int):
     try: yield
     finally: lerobot_train.update_policy = original
 
-# %% ../../nbs/02g_training_smolvla.ipynb #93e5800c
+# %% ../../nbs/02g_training_smolvla.ipynb #4cbf6923
 def _start_config(checkpoint, vlm, image_size:int, chunk_size:int, work:Path):
-    "The SmolVLA config training starts from: the checkpoint's (fine-tuning), or a tiny one on a tiny VLM built offline."
+    "(config, VLM folder, weights folder or None): a view of the checkpoint to fine-tune, or a tiny SmolVLA on a tiny VLM built offline."
     from lerobot.configs.policies import PreTrainedConfig
     if checkpoint is None:
         vlm = Path(vlm) if vlm is not None else tiny_smolvlm(work/'vlm')
-        return tiny_smolvla_config(vlm, image_shape=(3, image_size, image_size), cameras=len(LEROBOT_CAMERAS), chunk_size=chunk_size), vlm
+        return tiny_smolvla_config(vlm, image_shape=(3, image_size, image_size), cameras=len(LEROBOT_CAMERAS), chunk_size=chunk_size), vlm, None
     checkpoint = Path(checkpoint)
     if (checkpoint/'salus_smolvla.json').is_file():  # a SALUS SmolVLA folder: its first model, and the VLM files kept beside it
         meta = json.loads((checkpoint/'salus_smolvla.json').read_text())
@@ -56,8 +56,9 @@ def _start_config(checkpoint, vlm, image_size:int, chunk_size:int, work:Path):
     # name, or a folder of another machine): train from a view of the checkpoint (its weights linked, not copied) whose
     # processor files name the VLM given here
     start = work/'start'
-    for f in checkpoint.iterdir() if not start.exists() else ():
-        start.mkdir(exist_ok=True)
+    if start.exists(): return config, Path(config.vlm_model_name), start  # made for an earlier member
+    start.mkdir()
+    for f in checkpoint.iterdir():
         if not f.is_file(): continue
         if f.name in ('policy_preprocessor.json', 'policy_postprocessor.json'):
             steps = json.loads(f.read_text())
@@ -65,10 +66,9 @@ def _start_config(checkpoint, vlm, image_size:int, chunk_size:int, work:Path):
                 if step.get('registry_name') == 'tokenizer_processor': step.setdefault('config', {})['tokenizer_name'] = config.vlm_model_name
             (start/f.name).write_text(json.dumps(steps, indent=2))
         else: (start/f.name).symlink_to(f.resolve())
-    config.pretrained_path = start
-    return config, Path(config.vlm_model_name)
+    return config, Path(config.vlm_model_name), start
 
-# %% ../../nbs/02g_training_smolvla.ipynb #e5e128d2
+# %% ../../nbs/02g_training_smolvla.ipynb #c1031bd6
 def finetune_smolvla(store, # the demonstrations (`EpisodeStore`)
                      out:str|Path, # the checkpoint folder to write (a `SmolVLABackend`)
                      checkpoint:str|Path|None=None, # a SmolVLA checkpoint to fine-tune; None: a tiny one, randomly initialised
@@ -82,6 +82,7 @@ def finetune_smolvla(store, # the demonstrations (`EpisodeStore`)
     from lerobot.configs.default import DatasetConfig, WandBConfig
     from lerobot.configs.train import TrainPipelineConfig
     from lerobot.scripts.lerobot_train import train
+    import torch
     if ensemble not in SMOLVLA_ENSEMBLES: raise ValueError(f"unknown SmolVLA ensemble {ensemble!r}; one of {SMOLVLA_ENSEMBLES}")
     if members < 1 or steps < 1: raise ValueError(f"members and steps must be ≥ 1, got {members}, {steps}")
     if not len(store): raise ValueError(f"{store.path}: no demonstrations to train on")
@@ -100,7 +101,8 @@ def finetune_smolvla(store, # the demonstrations (`EpisodeStore`)
         folders, vlm_used = [], None
         for k, episodes in enumerate(resamples):
             export_lerobot(store, work/f'dataset{k}', episodes=None if episodes is None else episodes.tolist(), progress=False)
-            config, vlm_used = _start_config(checkpoint, vlm if vlm is not None else vlm_used, image_size, chunk_size, work)
+            config, vlm_used, config.pretrained_path = _start_config(checkpoint, vlm if vlm is not None else vlm_used, image_size,
+                                                                    chunk_size, work)
             if not (Path(vlm_used)/'config.json').is_file():
                 raise FileNotFoundError(f"{vlm_used}: the checkpoint's VLM is not a local SmolVLM folder (config.json missing); "
                                         "give a local copy (policy.smolvla_vlm: data/...)")
@@ -109,7 +111,6 @@ def finetune_smolvla(store, # the demonstrations (`EpisodeStore`)
                                       output_dir=work/f'train{k}', job_name=f'salus_member{k}', steps=steps, batch_size=batch_size,
                                       num_workers=0, save_checkpoint=True, save_freq=steps, eval_freq=0, log_freq=0,
                                       seed=derive_seed(seed, 'smolvla_train', k), wandb=WandBConfig(enable=False))
-            import torch
             root = logging.getLogger()   # lerobot's train() replaces the root logger's handlers and sets these flags
             saved = (root.level, root.handlers[:], torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32)
             try:
