@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export MUJOCO_GL := egl
 export PYTHONHASHSEED := 0
 
-.PHONY: install repro test sync-check nbtest pytest docs smoke smoke-smolvla
+.PHONY: install repro test sync-check nbtest pytest docs smoke smoke-smolvla smoke-tinyvla
 
 install: $(VENV)/.installed ## venv, torch, salus (editable) and its tools, lerobot, Jupyter kernel
 $(VENV)/.installed: scripts/install.sh setup.py settings.ini requirements/constraints.txt requirements/apt.txt requirements/lerobot.txt
@@ -18,7 +18,7 @@ $(VENV)/.installed: scripts/install.sh setup.py settings.ini requirements/constr
 repro: install ## main job: params checked, then the whole DVC pipeline on params.yaml's active profile, then the README's results
 	salus_repro
 
-test: install sync-check nbtest pytest smoke-smolvla docs ## every check CI runs
+test: install sync-check nbtest pytest smoke-smolvla smoke-tinyvla docs ## every check CI runs
 	@echo "make test: all checks passed"
 
 sync-check: install ## the exported library matches the notebooks
@@ -42,3 +42,6 @@ smoke: install ## only the pipeline on the smoke profile, in a scratch copy
 
 smoke-smolvla: install ## the whole pipeline with a tiny SmolVLA trained by lerobot (profile smolvla_smoke), in a scratch copy
 	salus_repro_scratch --profile smolvla_smoke
+
+smoke-tinyvla: install ## the whole pipeline with a tiny TinyVLA fine-tuned here (profile tinyvla_smoke), in a scratch copy
+	salus_repro_scratch --profile tinyvla_smoke

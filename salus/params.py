@@ -21,9 +21,9 @@ __all__ = ['Profile', 'PROFILES', 'PROFILE_BASES', 'EXTERNAL_ONLY_BASELINES', 'P
            'load_params', 'set_profile']
 
 # %% ../nbs/00a_params.ipynb #29119b75
-Profile = Literal['default', 'smoke', 'gpu', 'smolvla_smoke']
+Profile = Literal['default', 'smoke', 'gpu', 'smolvla_smoke', 'tinyvla_smoke']
 PROFILES: tuple[str, ...] = get_args(Profile)
-PROFILE_BASES: dict[str, str] = {'smolvla_smoke': 'smoke'}  # a profile that starts from another's overrides
+PROFILE_BASES: dict[str, str] = {'smolvla_smoke': 'smoke', 'tinyvla_smoke': 'smoke'}  # a profile that starts from another's overrides
 
 class ParamsError(ValueError):
     "`params.yaml` is missing, unreadable, or holds a key or value that is not allowed."
@@ -101,13 +101,16 @@ class PolicyParams(ParamsGroup):
     shift_pixels: int = Field(ge=0, le=16)  # random image-shift augmentation
     eval_episodes_per_task: int = Field(ge=1, le=1000)  # closed-loop episodes per task and condition
     eval_shift: dict[str, float]  # the distribution shift of the 'shifted' evaluation (fields of `Shift`)
-    backend: Literal['embedded', 'smolvla']  # which VLA the pipeline trains (or fine-tunes) and runs
-    checkpoint: str|None  # a checkpoint folder under data/ to start from (smolvla: fine-tuned; embedded: used as is), or None
+    backend: Literal['embedded', 'smolvla', 'tinyvla']  # which VLA the pipeline trains (or fine-tunes) and runs
+    checkpoint: str|None  # a checkpoint folder under data/ to start from (smolvla, tinyvla: fine-tuned; embedded: used as is), or None
     smolvla_vlm: str|None  # smolvla: a SmolVLM2 folder under data/ for the checkpoint's VLM (None: the checkpoint's, or a tiny one)
     smolvla_ensemble: Literal['noise', 'bootstrap']  # K flow-noise samples of one model, or K models on bootstrap resamples
     smolvla_steps: int = Field(ge=1, le=1_000_000)  # lerobot training steps (per member with bootstrap)
     smolvla_batch_size: int = Field(ge=1, le=4096)
     smolvla_lr: float = Field(gt=0, le=1)
+    tinyvla_steps: int = Field(ge=1, le=1_000_000)  # fine-tuning steps of TinyVLA's diffusion loss
+    tinyvla_batch_size: int = Field(ge=1, le=4096)
+    tinyvla_lr: float = Field(gt=0, le=1)
 
     @model_validator(mode='after')
     def _check_shift(self):

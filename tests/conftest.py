@@ -20,7 +20,8 @@ PARAMS = textwrap.dedent("""\
     demos: {episodes_per_task: 1, action_noise: 0.0, grasp_noise: 0.0}
     policy: {members: 2, image_size: 32, chunk_size: 4, epochs: 1, batch_size: 8, lr: 0.001, goal_weight: 1.0, shift_pixels: 2,
              eval_episodes_per_task: 1, eval_shift: {pose: 0.02}, backend: embedded, checkpoint: null, smolvla_vlm: null,
-             smolvla_ensemble: noise, smolvla_steps: 10, smolvla_batch_size: 8, smolvla_lr: 0.0001}
+             smolvla_ensemble: noise, smolvla_steps: 10, smolvla_batch_size: 8, smolvla_lr: 0.0001, tinyvla_steps: 10,
+             tinyvla_batch_size: 8, tinyvla_lr: 0.0001}
     signals: {active: [epistemic, smoothness, sample_dispersion], trend_window: 5, samples: 2, novelty_k: 3, novelty_reference: 16}
     collect: {episodes_per_task: 1, shifts: {nominal: {}}, backend: serial, workers: 1}
     replicate: {collections: 2}
@@ -62,3 +63,14 @@ def mini_project(tmp_path) -> Path:
     subprocess.run(['dvc', 'init', '-q'], cwd=root, check=True)
     subprocess.run(['dvc', 'config', 'core.analytics', 'false'], cwd=root, check=True)
     return root
+
+@pytest.fixture(scope='module')
+def demos(tmp_path_factory):
+    "Two scripted demonstrations of one task (32 px), and the envs params they were recorded with."
+    from salus.data import EpisodeStore
+    from salus.demos import record_demonstrations
+    from salus.params import DemosParams, EnvsParams
+    tmp = tmp_path_factory.mktemp('demos')
+    envs = EnvsParams(image_size=32, control_hz=10, collision_force=60, seen_tasks=['lift_red'], unseen_tasks=[])
+    record_demonstrations(tmp/'demos.zarr', envs, DemosParams(episodes_per_task=2, action_noise=0.05, grasp_noise=0.003), seed=0, progress=False)
+    return EpisodeStore.open(tmp/'demos.zarr'), envs

@@ -82,10 +82,10 @@ def test_bad_input(setup, tmp_path):
         collect_rollouts(tmp_path/'x.zarr', specs, cfg, backend='mpi', progress=False)
     with pytest.raises(FileNotFoundError, match='no policy checkpoint'):
         collect_rollouts(tmp_path/'y.zarr', specs, RolloutConfig(str(tmp_path/'nothing'), ENVS, ('epistemic',)), 'serial', progress=False)
-    (tmp_path/'tinyvla').mkdir()
-    (tmp_path/'tinyvla'/'config.json').write_text('{"backend": "tinyvla"}')   # a backend nobody registered: said, not a KeyError
-    with pytest.raises(ValueError, match="backend 'tinyvla' is not registered"):
-        collect_rollouts(tmp_path/'s.zarr', specs, RolloutConfig(str(tmp_path/'tinyvla'), ENVS, ('epistemic',)), 'serial', progress=False)
+    (tmp_path/'octo').mkdir()
+    (tmp_path/'octo'/'config.json').write_text('{"backend": "octo"}')   # a backend nobody registered: said, not a KeyError
+    with pytest.raises(ValueError, match="backend 'octo' is not registered"):
+        collect_rollouts(tmp_path/'s.zarr', specs, RolloutConfig(str(tmp_path/'octo'), ENVS, ('epistemic',)), 'serial', progress=False)
     assert not (tmp_path/'s.zarr').exists()   # refused before anything is written
     six = EmbeddedVLA(EmbeddedVLAConfig(image_size=32, channels=8, keypoints=4, hidden=16, flow_steps=2, action_dim=6), members=2)
     six.save(tmp_path/'six')

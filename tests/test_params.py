@@ -30,11 +30,11 @@ def edited(params_file, old, new):
     ('torch_threads: 2', 'torch_threads: 0', 'runtime.torch_threads: Input should be greater than or equal to 1 (got 0)'),
     ('seed: 0', 'seed: -3', 'seed: Input should be greater than or equal to 0 (got -3)'),
     ('device: cpu', 'device: tpu', "runtime.device: Input should be 'cpu' or 'cuda' (got 'tpu')"),
-    ('profile: default', 'profile: fast', "profile: Input should be 'default', 'smoke', 'gpu' or 'smolvla_smoke' (got 'fast')"),
+    ('profile: default', 'profile: fast', "profile: Input should be 'default', 'smoke', 'gpu', 'smolvla_smoke' or 'tinyvla_smoke' (got 'fast')"),
     ('seed: 0\n', '', 'seed: required key is missing'),
     ('{torch_threads: 1}', '{torch_threads: -1}', 'runtime.profiles.smoke.torch_threads: Input should be greater than or equal to 1'),
     ('{torch_threads: 1}', '{torch_thread: 1}', 'runtime.profiles.smoke.torch_thread: unknown key'),
-    ('    smoke:', '    quick:', "runtime.profiles.quick: Input should be 'default', 'smoke', 'gpu' or 'smolvla_smoke'"),
+    ('    smoke:', '    quick:', "runtime.profiles.quick: Input should be 'default', 'smoke', 'gpu', 'smolvla_smoke' or 'tinyvla_smoke'"),
     ('unseen_tasks: [lift_blue]', 'unseen_tasks: [lift_purple]', "envs: unseen_tasks: unknown task(s) ['lift_purple']; tasks: lift_red"),
     ('unseen_tasks: [lift_blue]', 'unseen_tasks: [lift_red]', "envs: tasks both seen and unseen: ['lift_red']"),
     ('seen_tasks: [lift_red, open_drawer]', 'seen_tasks: []', 'envs.seen_tasks: List should have at least 1 item'),
@@ -138,10 +138,12 @@ def test_library_defaults_are_the_default_profile():
            {k: getattr(vla, k) for k in ('epochs', 'batch_size', 'lr', 'goal_weight', 'shift_pixels')}
 
 def test_a_profile_can_start_from_another():
-    "smolvla_smoke is smoke with SmolVLA: every group takes smoke's overrides, then its own."
+    "smolvla_smoke / tinyvla_smoke are smoke with SmolVLA / TinyVLA: every group takes smoke's overrides, then its own."
     smoke, sv = load_params(REPO/'params.yaml', profile='smoke'), load_params(REPO/'params.yaml', profile='smolvla_smoke')
     assert (sv.policy.backend, smoke.policy.backend) == ('smolvla', 'embedded')
     assert sv.collect == smoke.collect and sv.evaluate == smoke.evaluate and sv.policy.members == smoke.policy.members
+    tv = load_params(REPO/'params.yaml', profile='tinyvla_smoke')
+    assert tv.policy.backend == 'tinyvla' and tv.collect == smoke.collect and tv.policy.members == smoke.policy.members
 
 @pytest.mark.parametrize('value,message', [
     ('/opt/smolvla_base', "checkpoint: '/opt/smolvla_base' must be a folder under data/"),

@@ -148,17 +148,6 @@ def test_a_smolvla_checkpoint_is_collected_like_an_embedded_one(vlm, tmp_path):
     sig = store.data('signals')
     assert np.isfinite(sig).all() and sig[:, 0].max() > 0   # the two noise-sample members disagree
 
-@pytest.fixture(scope='module')
-def demos(tmp_path_factory):
-    "Two scripted demonstrations of one task."
-    from salus.data import EpisodeStore
-    from salus.demos import record_demonstrations
-    from salus.params import DemosParams, EnvsParams
-    tmp = tmp_path_factory.mktemp('demos')
-    envs = EnvsParams(image_size=32, control_hz=10, collision_force=60, seen_tasks=['lift_red'], unseen_tasks=[])
-    record_demonstrations(tmp/'demos.zarr', envs, DemosParams(episodes_per_task=2, action_noise=0.05, grasp_noise=0.003), seed=0, progress=False)
-    return EpisodeStore.open(tmp/'demos.zarr'), envs
-
 def test_bootstrap_members_are_models_of_their_own_and_the_folder_moves(demos, tmp_path):
     "lerobot's training loop on the exported demonstrations, K models on bootstrap resamples; the saved folder loads after a move."
     import shutil

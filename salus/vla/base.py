@@ -151,6 +151,7 @@ def lazy_loader(module:str, # where the backend's policy class lives, e.g. 'salu
 
 register_backend('embedded', 'config.json', lazy_loader('salus.vla.modeling_embedded', 'EmbeddedVLA'))
 register_backend('smolvla', 'salus_smolvla.json', lazy_loader('salus.vla.smolvla', 'SmolVLABackend'))
+register_backend('tinyvla', 'salus_tinyvla.json', lazy_loader('salus.vla.tinyvla', 'TinyVLABackend'))
 
 def checkpoint_identity(path:str|Path, # a checkpoint folder of a registered backend
                        ) -> dict[str, str]:
