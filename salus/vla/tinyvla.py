@@ -38,7 +38,7 @@ def pythia_prompt(instruction:str) -> str:
 def image_token_ids(tokenizer, # a `transformers` tokenizer
                     prompt:str, # with one `<image>` marker
                    ) -> list[int]:
-    "Token ids of `prompt` with `IMAGE_TOKEN_INDEX` where `<image>` stands (the text on each side tokenised on its own)."
+    "Token ids of `prompt`, `IMAGE_TOKEN_INDEX` where `<image>` stands (the text on each side tokenised on its own)."
     parts = prompt.split('<image>')
     if len(parts) != 2: raise ValueError(f"the prompt must hold exactly one <image> marker, it holds {len(parts) - 1}")
     before, after = (tokenizer(p, add_special_tokens=False).input_ids for p in parts)
@@ -61,7 +61,8 @@ class Conv1dBlock(nn.Module):
     "Conv1d, GroupNorm, Mish."
     def __init__(self, c_in:int, c_out:int, kernel_size:int, n_groups:int=8):
         super().__init__()
-        self.block = nn.Sequential(nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2), nn.GroupNorm(n_groups, c_out), nn.Mish())
+        self.block = nn.Sequential(nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2),
+                                   nn.GroupNorm(n_groups, c_out), nn.Mish())
 
     def forward(self, x): return self.block(x)
 
@@ -70,7 +71,8 @@ class ConditionalResidualBlock1D(nn.Module):
     def __init__(self, c_in:int, c_out:int, cond_dim:int, kernel_size:int=3, n_groups:int=8):
         super().__init__()
         self.out_channels = c_out
-        self.blocks = nn.ModuleList([Conv1dBlock(c_in, c_out, kernel_size, n_groups), Conv1dBlock(c_out, c_out, kernel_size, n_groups)])
+        self.blocks = nn.ModuleList([Conv1dBlock(c_in, c_out, kernel_size, n_groups),
+                                     Conv1dBlock(c_out, c_out, kernel_size, n_groups)])
         self.cond_encoder = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * c_out))
         self.residual_conv = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
@@ -81,7 +83,7 @@ class ConditionalResidualBlock1D(nn.Module):
 
 # %% ../../nbs/02h_tinyvla.ipynb #d137dd42
 class ConditionalUnet1D(nn.Module):
-    "TinyVLA's action head: noise prediction for an action chunk, conditioned on pooled hidden states, the state and the step."
+    "TinyVLA's action head: the noise in an action chunk, given pooled hidden states, the state and the step."
     def __init__(self, input_dim:int, # action width A
                  global_cond_dim:int, # the language model's width
                  state_dim:int, # the robot state's width
@@ -90,17 +92,21 @@ class ConditionalUnet1D(nn.Module):
         dims = [input_dim, *down_dims]
         self.norm_after_pool = nn.LayerNorm(global_cond_dim)
         self.combine = nn.Linear(global_cond_dim + state_dim, global_cond_dim)
-        self.diffusion_step_encoder = nn.Sequential(SinusoidalStepEmbedding(step_embed_dim), nn.Linear(step_embed_dim, 4 * step_embed_dim),
+        self.diffusion_step_encoder = nn.Sequential(SinusoidalStepEmbedding(step_embed_dim),
+                                                    nn.Linear(step_embed_dim, 4 * step_embed_dim),
                                                     nn.Mish(), nn.Linear(4 * step_embed_dim, step_embed_dim))
         cond = step_embed_dim + global_cond_dim
         block = lambda a, b: ConditionalResidualBlock1D(a, b, cond, kernel_size, n_groups)
         levels = list(zip(dims[:-1], dims[1:]))
-        self.down_modules = nn.ModuleList([nn.ModuleList([block(a, b), block(b, b), nn.Conv1d(b, b, 3, 2, 1) if i < len(levels) - 1 else nn.Identity()])
+        down = lambda i, b: nn.Conv1d(b, b, 3, 2, 1) if i < len(levels) - 1 else nn.Identity()  # none after the last
+        self.down_modules = nn.ModuleList([nn.ModuleList([block(a, b), block(b, b), down(i, b)])
                                            for i, (a, b) in enumerate(levels)])
         self.mid_modules = nn.ModuleList([block(dims[-1], dims[-1]), block(dims[-1], dims[-1])])
-        self.up_modules = nn.ModuleList([nn.ModuleList([block(2 * b, a), block(a, a), nn.ConvTranspose1d(a, a, 4, 2, 1)])
+        self.up_modules = nn.ModuleList([nn.ModuleList([block(2 * b, a), block(a, a),
+                                                        nn.ConvTranspose1d(a, a, 4, 2, 1)])
                                          for a, b in reversed(levels[1:])])
-        self.final_conv = nn.Sequential(Conv1dBlock(down_dims[0], down_dims[0], kernel_size, n_groups), nn.Conv1d(down_dims[0], input_dim, 1))
+        self.final_conv = nn.Sequential(Conv1dBlock(down_dims[0], down_dims[0], kernel_size, n_groups),
+                                        nn.Conv1d(down_dims[0], input_dim, 1))
 
     def forward(self, sample:torch.Tensor, # (N, T, A) noisy action chunks
                 timestep:torch.Tensor|int, # the diffusion step (scalar or (N,))
@@ -123,14 +129,16 @@ class DDIMSampler:
     "Deterministic DDIM on the squared-cosine schedule, with TinyVLA's settings (epsilon prediction, clipped samples)."
     def __init__(self, train_steps:int=100, clip:float=1.0):
         alpha_bar = lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
-        betas = torch.tensor([min(1 - alpha_bar((i + 1) / train_steps) / alpha_bar(i / train_steps), 0.999) for i in range(train_steps)],
+        betas = torch.tensor([min(1 - alpha_bar((i + 1) / train_steps) / alpha_bar(i / train_steps),
+                                  0.999) for i in range(train_steps)],
                              dtype=torch.float64)
         self.alphas_cumprod = torch.cumprod(1 - betas, 0).float()
         self.train_steps, self.clip = train_steps, clip
 
     def timesteps(self, steps:int) -> list[int]:
         "The steps visited when sampling in `steps` steps, last first."
-        if not 1 <= steps <= self.train_steps: raise ValueError(f"sampling steps must be in 1..{self.train_steps}, got {steps}")
+        if not 1 <= steps <= self.train_steps:
+            raise ValueError(f"sampling steps must be in 1..{self.train_steps}, got {steps}")
         ratio = self.train_steps // steps
         return [i * ratio for i in reversed(range(steps))]
 
@@ -148,9 +156,10 @@ class DDIMSampler:
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 # %% ../../nbs/02h_tinyvla.ipynb #7f7e6513
-TINYVLA_HEADS = ('droid_diffusion',)  # TinyVLA's action heads this backend runs (its `fc` and `act` heads are not ported)
-CLIP_VISION_FIELDS = ('hidden_size', 'intermediate_size', 'projection_dim', 'num_hidden_layers', 'num_attention_heads', 'num_channels',
-                      'image_size', 'patch_size', 'hidden_act', 'layer_norm_eps', 'attention_dropout', 'initializer_range', 'initializer_factor')
+TINYVLA_HEADS = ('droid_diffusion',)  # TinyVLA's heads this backend runs (its `fc` and `act` heads are not ported)
+CLIP_VISION_FIELDS = ('hidden_size', 'intermediate_size', 'projection_dim', 'num_hidden_layers', 'num_attention_heads',
+                      'num_channels', 'image_size', 'patch_size', 'hidden_act', 'layer_norm_eps', 'attention_dropout',
+                      'initializer_range', 'initializer_factor')
 
 def check_tinyvla_config(config:dict, where:str='config.json') -> dict:
     "`config` if it describes a TinyVLA this backend runs, else a `ValueError` naming the key and what is wrong."
@@ -158,18 +167,23 @@ def check_tinyvla_config(config:dict, where:str='config.json') -> dict:
         raise ValueError(f"{where}: model_type {config.get('model_type')!r}, not 'llava_pythia' (a TinyVLA checkpoint)")
     head = config.get('action_head_type')
     if head not in TINYVLA_HEADS:
-        raise ValueError(f"{where}: action_head_type {head!r}; this backend runs TinyVLA's diffusion head {list(TINYVLA_HEADS)} "
+        raise ValueError(f"{where}: action_head_type {head!r}; this backend runs TinyVLA's diffusion head "
+                         f"{list(TINYVLA_HEADS)} "
                          "(a Llava-Pythia VLM without an action head must be fine-tuned with TinyVLA's own code first)")
-    for key in ('action_dim', 'state_dim', 'chunk_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'vocab_size'):
-        if not isinstance(config.get(key), int) or config[key] < 1: raise ValueError(f"{where}: {key} must be a positive integer, got {config.get(key)!r}")
+    for key in ('action_dim', 'state_dim', 'chunk_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
+                'vocab_size'):
+        if not isinstance(config.get(key), int) or config[key] < 1:
+            raise ValueError(f"{where}: {key} must be a positive integer, got {config.get(key)!r}")
     vision = config.get('vision_config')
-    if not isinstance(vision, dict) or not isinstance(vision.get('vision_tower'), dict) or not isinstance(vision.get('mm_projector'), dict):
+    parts = vision if isinstance(vision, dict) else {}
+    if not (isinstance(parts.get('vision_tower'), dict) and isinstance(parts.get('mm_projector'), dict)):
         raise ValueError(f"{where}: vision_config must hold 'vision_tower' and 'mm_projector' objects")
     name = vision['vision_tower'].get('vision_model_name_or_path', 'clip')
     if 'clip' not in str(name).lower():
         raise ValueError(f"{where}: vision tower {name!r}; this backend builds TinyVLA's CLIP tower only (not SigLIP)")
     if config.get('concat', 'None') not in ('None', 'token_cat'):
-        raise ValueError(f"{where}: concat {config['concat']!r}; 'None' (front camera) and 'token_cat' (front, then wrist) are supported")
+        raise ValueError(f"{where}: concat {config['concat']!r}; 'None' (front camera) and 'token_cat' "
+                         "(front, then wrist) are supported")
     return config
 
 class CLIPVisionTower(nn.Module):
@@ -179,8 +193,10 @@ class CLIPVisionTower(nn.Module):
         from transformers import CLIPVisionConfig, CLIPVisionModel
         self.select_layer = config.get('mm_vision_select_layer', -2)
         self.select_feature = config.get('mm_vision_select_feature', 'patch')
-        if self.select_feature not in ('patch', 'cls_patch'): raise ValueError(f"mm_vision_select_feature {self.select_feature!r}: 'patch' or 'cls_patch'")
-        self.vision_tower = CLIPVisionModel(CLIPVisionConfig(**{k: config[k] for k in CLIP_VISION_FIELDS if k in config}))
+        if self.select_feature not in ('patch', 'cls_patch'):
+            raise ValueError(f"mm_vision_select_feature {self.select_feature!r}: 'patch' or 'cls_patch'")
+        clip = {k: config[k] for k in CLIP_VISION_FIELDS if k in config}
+        self.vision_tower = CLIPVisionModel(CLIPVisionConfig(**clip))
 
     def forward(self, images:torch.Tensor) -> torch.Tensor:
         tokens = self.vision_tower(images, output_hidden_states=True).hidden_states[self.select_layer]
@@ -205,11 +221,13 @@ class LlavaPythiaForActions(nn.Module):
         super().__init__()
         from transformers import GPTNeoXConfig, GPTNeoXModel
         self.config = check_tinyvla_config(config)
-        text = GPTNeoXConfig(**{k: v for k, v in config.items() if k not in ('model_type', 'vision_config', 'architectures', 'transformers_version')})
+        not_text = ('model_type', 'vision_config', 'architectures', 'transformers_version')
+        text = GPTNeoXConfig(**{k: v for k, v in config.items() if k not in not_text})
         self.gpt_neox = GPTNeoXModel(text)
         self.gpt_neox.vision_tower = CLIPVisionTower(config['vision_config']['vision_tower'])
         self.gpt_neox.mm_projector = vision_projector(config['vision_config']['mm_projector'])
-        self.embed_out = ConditionalUnet1D(config['action_dim'], config['hidden_size'], config['state_dim'], **(unet or {}))
+        self.embed_out = ConditionalUnet1D(config['action_dim'], config['hidden_size'], config['state_dim'],
+                                           **(unet or {}))
         self.sampler = DDIMSampler()
 
     def image_tokens(self, images:torch.Tensor) -> torch.Tensor:
@@ -220,7 +238,8 @@ class LlavaPythiaForActions(nn.Module):
                       images:Sequence[torch.Tensor], # one (B, 3, S, S) batch per camera, in the config's order
                      ) -> torch.Tensor: # (B, L, H)
         "The language model's last hidden states over the prompt with the image tokens spliced in."
-        if len({len(ids) for ids in input_ids}) != 1: raise ValueError("hidden_states: the prompts of one call must have the same length")
+        if len({len(ids) for ids in input_ids}) != 1:
+            raise ValueError("hidden_states: the prompts of one call must have the same length")
         tokens = torch.cat([self.image_tokens(im) for im in images], 1)
         embed, rows = self.gpt_neox.embed_in, []
         for b, ids in enumerate(input_ids):
@@ -228,7 +247,8 @@ class LlavaPythiaForActions(nn.Module):
             text = lambda part: embed(torch.tensor(part, dtype=torch.long, device=tokens.device))
             rows.append(torch.cat([text(ids[:i]), tokens[b], text(ids[i + 1:])]))
         x = torch.stack(rows)
-        return self.gpt_neox(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long, device=x.device)).last_hidden_state
+        mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+        return self.gpt_neox(inputs_embeds=x, attention_mask=mask).last_hidden_state
 
     def denoise(self, hidden:torch.Tensor, # (N, L, H) hidden states, one row per chunk to draw
                 states:torch.Tensor, # (N, S) normalised states
@@ -245,7 +265,8 @@ class LlavaPythiaForActions(nn.Module):
         "TinyVLA's training loss: the error of the predicted noise at a random step."
         noise = torch.randn(actions.shape, generator=generator).to(actions)
         t = torch.randint(0, self.sampler.train_steps, (len(actions),), generator=generator).to(actions.device)
-        return nn.functional.mse_loss(self.embed_out(self.sampler.add_noise(actions, noise, t), t, hidden, states), noise)
+        predicted = self.embed_out(self.sampler.add_noise(actions, noise, t), t, hidden, states)
+        return nn.functional.mse_loss(predicted, noise)
 
 # %% ../../nbs/02h_tinyvla.ipynb #fd99f27b
 def unet_widths(shapes:dict[str, tuple]) -> dict:
@@ -258,26 +279,33 @@ def unet_widths(shapes:dict[str, tuple]) -> dict:
     return dict(step_embed_dim=shapes[need[0]][1], down_dims=tuple(down), kernel_size=shapes[need[1]][2])
 
 # %% ../../nbs/02h_tinyvla.ipynb #e3e571a4
-# Llava-Pythia-400M (TinyVLA-S): Pythia-410M's language model (its published config) and a CLIP ViT-B/32 tower at the
-# defaults of TinyVLA's vision config class (224 px); not checked against a released config.json (none is reachable here)
-TINYVLA_S = dict(text=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, vocab_size=50304,
+# Llava-Pythia-400M (TinyVLA-S): Pythia-410M's language model (its published config) and a CLIP ViT-B/32 tower at
+# the defaults of TinyVLA's vision config class (224 px); not checked against a released config.json (none is here)
+TINYVLA_S = dict(text=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                           vocab_size=50304,
                            rotary_pct=0.25, max_position_embeddings=2048, use_parallel_residual=True),
-                 vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, image_size=224, patch_size=32))
+                 vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                             image_size=224, patch_size=32))
 
 def tinyvla_config(text:dict, # GPTNeoX fields (hidden_size, layers, heads, ...)
                    vision:dict, # CLIP vision fields
                    action_dim:int=10, state_dim:int=8, chunk_size:int=16, concat:str='token_cat') -> dict:
     "A TinyVLA `config.json` (as a dict) with the diffusion head, in the released layout."
     return check_tinyvla_config({
-        'model_type': 'llava_pythia', 'architectures': ['LlavaPythiaForCausalLM'], 'hidden_act': 'gelu', 'layer_norm_eps': 1e-5,
+        'model_type': 'llava_pythia', 'architectures': ['LlavaPythiaForCausalLM'], 'hidden_act': 'gelu',
+        'layer_norm_eps': 1e-5,
         'rotary_emb_base': 10000, 'bos_token_id': 0, 'eos_token_id': 0, 'tie_word_embeddings': False, **text,
         'intermediate_size': text.get('intermediate_size', 4 * text['hidden_size']),
-        'vision_config': {'vision_tower': {'model_type': 'llava_pythia_clip_vision_model', 'vision_model_name_or_path': 'clip',
-                                           'mm_vision_select_layer': -2, 'mm_vision_select_feature': 'patch', 'projection_dim': 512,
+        'vision_config': {'vision_tower': {'model_type': 'llava_pythia_clip_vision_model',
+                                           'vision_model_name_or_path': 'clip',
+                                           'mm_vision_select_layer': -2, 'mm_vision_select_feature': 'patch',
+                                           'projection_dim': 512,
                                            'hidden_act': 'quick_gelu', **vision},
                           'mm_projector': {'model_type': 'llava_pythia_projector', 'mm_projector_type': 'mlp2x_gelu',
-                                           'mm_hidden_size': vision['hidden_size'], 'hidden_size': text['hidden_size']}},
-        'action_head_type': 'droid_diffusion', 'action_dim': action_dim, 'state_dim': state_dim, 'chunk_size': chunk_size, 'concat': concat})
+                                           'mm_hidden_size': vision['hidden_size'],
+                                           'hidden_size': text['hidden_size']}},
+        'action_head_type': 'droid_diffusion', 'action_dim': action_dim, 'state_dim': state_dim,
+        'chunk_size': chunk_size, 'concat': concat})
 
 # %% ../../nbs/02h_tinyvla.ipynb #d9164519
 def write_tinyvla_tokenizer(path:str|Path, corpus:Sequence[str]|None=None, vocab_size:int=400):
@@ -297,14 +325,16 @@ def write_tinyvla_tokenizer(path:str|Path, corpus:Sequence[str]|None=None, vocab
     return tokenizer
 
 def write_tiny_tinyvla(path:str|Path, # folder to write (created)
-                       action_dim:int=7, state_dim:int=11, chunk_size:int=4, image_size:int=32, hidden:int=32, layers:int=2,
+                       action_dim:int=7, state_dim:int=11, chunk_size:int=4, image_size:int=32, hidden:int=32,
+                       layers:int=2,
                        concat:str='token_cat', seed:int=0) -> Path:
-    "A randomly initialised TinyVLA folder of a tiny size, in the released layout (config, weights, tokenizer, processor)."
+    "A tiny, randomly initialised TinyVLA folder in the released layout (config, weights, tokenizer, processor)."
     from safetensors.torch import save_file
     from transformers import CLIPImageProcessor
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tinyvla_tokenizer(path)
-    config = tinyvla_config(dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, vocab_size=len(tokenizer),
+    config = tinyvla_config(dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                                 vocab_size=len(tokenizer),
                                  rotary_pct=0.25, max_position_embeddings=512),
                             dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                  image_size=image_size, patch_size=8), action_dim, state_dim, chunk_size, concat)
@@ -312,7 +342,8 @@ def write_tiny_tinyvla(path:str|Path, # folder to write (created)
     model = LlavaPythiaForActions(config, unet=dict(step_embed_dim=16, down_dims=(32, 64), kernel_size=3))
     (path/'config.json').write_text(json.dumps(config, indent=2))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path/'model.safetensors')
-    CLIPImageProcessor(size={'shortest_edge': image_size}, crop_size={'height': image_size, 'width': image_size}).save_pretrained(path)
+    CLIPImageProcessor(size={'shortest_edge': image_size},
+                       crop_size={'height': image_size, 'width': image_size}).save_pretrained(path)
     return path
 
 # %% ../../nbs/02h_tinyvla.ipynb #edfdb951
@@ -320,16 +351,17 @@ ENV_STATE_DIM, ENV_ACTION_DIM = 11, 7  # the suite's state (7 joints, gripper wi
 DEFAULT_STATE_MAPS = {11: list(range(11)), 8: list(range(8)), 7: list(range(7))}  # checkpoint state size -> env indices
 
 def rot6d_to_rotvec(r6:torch.Tensor) -> torch.Tensor:
-    "(..., 6) two rotation-matrix rows (Gram-Schmidt, as pytorch3d's `rotation_6d_to_matrix`) -> (..., 3) rotation vectors."
+    "(..., 6) two rotation-matrix rows (Gram-Schmidt, as pytorch3d's `rotation_6d_to_matrix`) -> (..., 3) rotvecs."
     a1, a2 = r6[..., :3], r6[..., 3:]
     b1 = nn.functional.normalize(a1, dim=-1)
     b2 = nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
     R = torch.stack([b1, b2, torch.cross(b1, b2, dim=-1)], -2)
-    return torch.from_numpy(Rotation.from_matrix(R.reshape(-1, 3, 3).double().numpy()).as_rotvec()).to(r6).reshape(*r6.shape[:-1], 3)
+    rotvec = Rotation.from_matrix(R.reshape(-1, 3, 3).double().numpy()).as_rotvec()
+    return torch.from_numpy(rotvec).to(r6).reshape(*r6.shape[:-1], 3)
 
 @dataclass
 class TinyVLAAdapter:
-    "How the suite's state feeds a TinyVLA checkpoint and how its actions become the suite's (saved as `salus_adapter.json`)."
+    "How the suite's state feeds a TinyVLA checkpoint, and its actions become the suite's (`salus_adapter.json`)."
     state_map: list  # per checkpoint state entry: the env state index (0..10), or None for 0
     action_layout: str = 'direct'  # 'direct' (action_map) or 'xyz_rot6d_gripper' (10-D)
     action_map: list|None = None  # direct: per env action entry (7), the checkpoint's action index, or None for 0
@@ -338,16 +370,23 @@ class TinyVLAAdapter:
 
     def check(self, state_dim:int, action_dim:int, where:str='the adapter') -> 'TinyVLAAdapter':
         "Self, if it fits a checkpoint of these sizes; else a `ValueError` naming the field."
-        if len(self.state_map) != state_dim: raise ValueError(f"{where}: state_map has {len(self.state_map)} entries, the checkpoint's state {state_dim}")
+        if len(self.state_map) != state_dim:
+            raise ValueError(f"{where}: state_map has {len(self.state_map)} entries, the checkpoint's state "
+                             f"{state_dim}")
         if any(i is not None and not (isinstance(i, int) and 0 <= i < ENV_STATE_DIM) for i in self.state_map):
-            raise ValueError(f"{where}: state_map entries must be env state indices 0..{ENV_STATE_DIM - 1} or null, got {self.state_map}")
+            raise ValueError(f"{where}: state_map entries must be env state indices 0..{ENV_STATE_DIM - 1} or null, "
+                             f"got {self.state_map}")
         if self.action_layout == 'xyz_rot6d_gripper':
-            if action_dim != 10: raise ValueError(f"{where}: action_layout xyz_rot6d_gripper needs 10-D actions, the checkpoint's are {action_dim}-D")
+            if action_dim != 10:
+                raise ValueError(f"{where}: action_layout xyz_rot6d_gripper needs 10-D actions, the checkpoint's are "
+                                 f"{action_dim}-D")
         elif self.action_layout == 'direct':
             if self.action_map is None or len(self.action_map) != ENV_ACTION_DIM:
-                raise ValueError(f"{where}: action_layout direct needs an action_map of {ENV_ACTION_DIM} entries (dx dy dz droll dpitch dyaw gripper)")
+                raise ValueError(f"{where}: action_layout direct needs an action_map of {ENV_ACTION_DIM} entries (dx "
+                                 "dy dz droll dpitch dyaw gripper)")
             if any(i is not None and not (isinstance(i, int) and 0 <= i < action_dim) for i in self.action_map):
-                raise ValueError(f"{where}: action_map entries must be indices 0..{action_dim - 1} of the checkpoint's action or null, got {self.action_map}")
+                raise ValueError(f"{where}: action_map entries must be indices 0..{action_dim - 1} of the checkpoint's "
+                                 f"action or null, got {self.action_map}")
         else: raise ValueError(f"{where}: action_layout {self.action_layout!r}: 'direct' or 'xyz_rot6d_gripper'")
         for name in ('action_scale', 'action_offset'):
             v = getattr(self, name)
@@ -358,14 +397,17 @@ class TinyVLAAdapter:
     @classmethod
     def for_checkpoint(cls, state_dim:int, action_dim:int, where:str='the checkpoint') -> 'TinyVLAAdapter':
         "The default adapter for a checkpoint of these sizes, or an error that says which file to write."
-        fix = (f"write {where}/salus_adapter.json with state_map ({state_dim} env state indices or null), action_layout "
-               "('direct' with an action_map of 7 checkpoint indices or null, or 'xyz_rot6d_gripper'), action_scale and action_offset")
+        fix = (f"write {where}/salus_adapter.json with state_map ({state_dim} env state indices or null), "
+               "action_layout ('direct' with an action_map of 7 checkpoint indices or null, or 'xyz_rot6d_gripper'), "
+               "action_scale and action_offset")
         if state_dim not in DEFAULT_STATE_MAPS:
-            raise ValueError(f"{where}: no default mapping of the suite's 11-D state onto the checkpoint's {state_dim}-D state; {fix}")
+            raise ValueError(f"{where}: no default mapping of the suite's 11-D state onto the checkpoint's "
+                             f"{state_dim}-D state; {fix}")
         if action_dim == ENV_ACTION_DIM: return cls(DEFAULT_STATE_MAPS[state_dim], 'direct', list(range(7)))
         if action_dim == 10: return cls(DEFAULT_STATE_MAPS[state_dim], 'xyz_rot6d_gripper',
                                         action_scale=[1 / 0.04] * 3 + [1 / 0.2] * 3 + [1.0])
-        raise ValueError(f"{where}: the checkpoint's actions are {action_dim}-D; SALUS maps 7-D (dx dy dz droll dpitch dyaw gripper) "
+        raise ValueError(f"{where}: the checkpoint's actions are {action_dim}-D; SALUS maps 7-D "
+                         "(dx dy dz droll dpitch dyaw gripper) "
                          f"and 10-D (xyz, 6-D rotation, gripper) actions by itself; {fix}")
 
     def state(self, env_state:torch.Tensor) -> torch.Tensor:
@@ -375,15 +417,19 @@ class TinyVLAAdapter:
 
     def action(self, a:torch.Tensor) -> torch.Tensor:
         "(..., A) checkpoint actions (in its units) -> (..., 7) env actions."
-        if self.action_layout == 'xyz_rot6d_gripper': mapped = torch.cat([a[..., :3], rot6d_to_rotvec(a[..., 3:9]), a[..., 9:10]], -1)
-        else: mapped = torch.stack([a[..., i] if i is not None else a.new_zeros(a.shape[:-1]) for i in self.action_map], -1)
+        if self.action_layout == 'xyz_rot6d_gripper':
+            mapped = torch.cat([a[..., :3], rot6d_to_rotvec(a[..., 3:9]), a[..., 9:10]], -1)
+        else:
+            mapped = torch.stack([a[..., i] if i is not None else a.new_zeros(a.shape[:-1]) for i in self.action_map],
+                                 -1)
         return mapped * a.new_tensor(self.action_scale) + a.new_tensor(self.action_offset)
 
     def checkpoint_action(self, env_action:np.ndarray, # (..., 7) env actions
                           action_dim:int, # the checkpoint's action width
                          ) -> np.ndarray: # (..., action_dim)
-        "The checkpoint action that `action` maps to `env_action` (training targets; unmapped checkpoint entries are 0)."
-        if any(s == 0 for s in self.action_scale): raise ValueError("the adapter's action_scale has a 0: its actions cannot be inverted")
+        "The checkpoint action that `action` maps to `env_action` (training targets; unmapped entries are 0)."
+        if any(s == 0 for s in self.action_scale):
+            raise ValueError("the adapter's action_scale has a 0: its actions cannot be inverted")
         m = (np.asarray(env_action, np.float64) - self.action_offset) / np.asarray(self.action_scale, np.float64)
         if self.action_layout == 'xyz_rot6d_gripper':
             rows = Rotation.from_rotvec(m[..., 3:6].reshape(-1, 3)).as_matrix()[:, :2].reshape(*m.shape[:-1], 6)
@@ -398,16 +444,19 @@ STAT_KEYS = ('qpos_mean', 'qpos_std', 'action_min', 'action_max')
 
 class _ArraysOnly(pickle.Unpickler):
     "An unpickler that rebuilds numpy arrays and plain containers, and nothing else."
-    ALLOWED = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
-               ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'), ('collections', 'OrderedDict')}
+    ALLOWED = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
+               ('numpy._core.multiarray', '_reconstruct'), ('numpy.core.multiarray', 'scalar'),
+               ('numpy._core.multiarray', 'scalar'), ('collections', 'OrderedDict')}
     def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED: raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are expected")
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are expected")
         return super().find_class(module, name)
 
 def read_dataset_stats(folder:str|Path, sizes:dict[str, int]) -> dict[str, np.ndarray]|None:
-    "TinyVLA's normalisation statistics in `folder` (`dataset_stats.json`, or `dataset_stats.pkl` here or one level up), or None."
+    "TinyVLA's normalisation statistics: `dataset_stats.json`, or `dataset_stats.pkl` in `folder` or one up; or None."
     folder = Path(folder)
-    found = [p for p in (folder/'dataset_stats.json', folder/'dataset_stats.pkl', folder.parent/'dataset_stats.pkl') if p.is_file()]
+    found = [p for p in (folder/'dataset_stats.json', folder/'dataset_stats.pkl',
+                         folder.parent/'dataset_stats.pkl') if p.is_file()]
     if not found: return None
     p = found[0]
     try:
@@ -419,27 +468,31 @@ def read_dataset_stats(folder:str|Path, sizes:dict[str, int]) -> dict[str, np.nd
     stats = {k: np.asarray(raw[k], dtype=np.float32).reshape(-1) for k in STAT_KEYS}
     for k, v in stats.items():
         want = sizes['state'] if k.startswith('qpos') else sizes['action']
-        if v.shape != (want,) or not np.isfinite(v).all(): raise ValueError(f"{p}: {k} must be {want} finite numbers, got shape {v.shape}")
+        if v.shape != (want,) or not np.isfinite(v).all():
+            raise ValueError(f"{p}: {k} must be {want} finite numbers, got shape {v.shape}")
     if (stats['qpos_std'] <= 0).any(): raise ValueError(f"{p}: qpos_std must be positive")
     return stats
 
 # %% ../../nbs/02h_tinyvla.ipynb #5a25e401
-# constant buffers older transformers saved with GPT-NeoX (causal mask, its fill value, rotary frequencies): rebuilt, not loaded
+# constant buffers older transformers saved with GPT-NeoX (causal mask, its fill value, rotary frequencies):
+# rebuilt, not loaded
 LEGACY_BUFFERS = ('.attention.bias', '.attention.masked_bias', '.rotary_emb.inv_freq')
-TINYVLA_FILES = ('config.json', 'model.safetensors', 'preprocessor_config.json', 'tokenizer_config.json')  # and a tokenizer
+TINYVLA_FILES = ('config.json', 'model.safetensors', 'preprocessor_config.json',
+                 'tokenizer_config.json')  # and a tokenizer
 
 def check_tinyvla_folder(path:str|Path) -> Path:
-    "`path` if it holds a TinyVLA checkpoint in its released layout, else an error naming the folder and what is missing."
+    "`path` if it holds a TinyVLA checkpoint in its released layout, else an error naming what is missing."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"{path}: no TinyVLA checkpoint folder there")
     missing = [f for f in TINYVLA_FILES if not (path/f).is_file()]
-    if not any((path/f).is_file() for f in ('tokenizer.json', 'vocab.json')): missing.append('tokenizer.json (or vocab.json + merges.txt)')
+    if not any((path/f).is_file() for f in ('tokenizer.json', 'vocab.json')):
+        missing.append('tokenizer.json (or vocab.json + merges.txt)')
     if missing: raise FileNotFoundError(f"{path}: not a TinyVLA checkpoint folder, missing {missing}")
     return path
 
 # %% ../../nbs/02h_tinyvla.ipynb #07ef17cc
 class TinyVLABackend(MemberChunksPolicy):
-    "A TinyVLA checkpoint behind `member_chunks`: K diffusion-noise draws of one model, one backbone forward (a `VLAPolicy`)."
+    "A TinyVLA checkpoint behind `member_chunks`: K diffusion-noise draws after one backbone forward (a `VLAPolicy`)."
     def __init__(self, model:LlavaPythiaForActions, tokenizer, image_processor,
                  adapter:TinyVLAAdapter|None=None, # default: `TinyVLAAdapter.for_checkpoint`
                  stats:dict|None=None, # `read_dataset_stats`; None: states and actions unnormalised
@@ -449,7 +502,8 @@ class TinyVLABackend(MemberChunksPolicy):
         if members < 1: raise ValueError(f"an ensemble needs at least one member, got {members}")
         cfg = model.config
         self.model, self.tokenizer, self.image_processor = model.to(device).float().eval(), tokenizer, image_processor
-        self.adapter = (adapter or TinyVLAAdapter.for_checkpoint(cfg['state_dim'], cfg['action_dim'])).check(cfg['state_dim'], cfg['action_dim'])
+        adapter = adapter or TinyVLAAdapter.for_checkpoint(cfg['state_dim'], cfg['action_dim'])
+        self.adapter = adapter.check(cfg['state_dim'], cfg['action_dim'])
         self.stats, self.members, self.sampling_steps, self.device = stats, members, sampling_steps, device
         self.sampler = DDIMSampler(); self.sampler.timesteps(sampling_steps)  # checks the step count
         self.chunk_size, self.action_dim, self.embedding_dim = cfg['chunk_size'], ENV_ACTION_DIM, cfg['hidden_size']
@@ -458,15 +512,18 @@ class TinyVLABackend(MemberChunksPolicy):
 
     @classmethod
     def from_pretrained(cls, path:str|Path, # a TinyVLA checkpoint folder (released layout)
-                        members:int=3, sampling_steps:int=10, adapter:TinyVLAAdapter|None=None, device:str='cpu') -> 'TinyVLABackend':
-        "Load a TinyVLA checkpoint folder: config, weights (every tensor must match), tokenizer, image processor, adapter, statistics."
+                        members:int=3, sampling_steps:int=10, adapter:TinyVLAAdapter|None=None,
+                        device:str='cpu') -> 'TinyVLABackend':
+        "Load a TinyVLA folder: config, weights (every tensor must match), tokenizer, image processor, adapter, stats."
         from safetensors import safe_open
         from transformers import AutoTokenizer, CLIPImageProcessor
         path = check_tinyvla_folder(path)
         try: config = json.loads((path/'config.json').read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{path/'config.json'}: not JSON ({e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path/'config.json'}: not JSON ({e})") from None
         check_tinyvla_config(config, str(path/'config.json'))
-        with safe_open(path/'model.safetensors', 'pt') as f:  # copied out of the file buffer (aligned, as the other backends)
+        with safe_open(path/'model.safetensors', 'pt') as f:
+            # copied out of the file buffer (aligned, as the other backends)
             state = {k: f.get_tensor(k).clone() for k in f.keys() if not k.endswith(LEGACY_BUFFERS)}
         model = LlavaPythiaForActions(config, unet=unet_widths({k: tuple(v.shape) for k, v in state.items()}))
         want = model.state_dict()
@@ -474,13 +531,16 @@ class TinyVLABackend(MemberChunksPolicy):
         wrong = sorted(k for k in set(want) & set(state) if want[k].shape != state[k].shape)
         if missing or unexpected or wrong:
             show = lambda ks: ks[:5] + ([f'... {len(ks) - 5} more'] if len(ks) > 5 else [])
-            raise ValueError(f"{path/'model.safetensors'}: the weights do not fit config.json: missing {show(missing)}, unexpected "
+            raise ValueError(f"{path/'model.safetensors'}: the weights do not fit config.json: missing "
+                             f"{show(missing)}, unexpected "
                              f"{show(unexpected)}, other shapes {show(wrong)}")
         model.load_state_dict(state)
         if adapter is None and (path/'salus_adapter.json').is_file():
             try: adapter = TinyVLAAdapter(**json.loads((path/'salus_adapter.json').read_text()))
-            except (json.JSONDecodeError, TypeError) as e: raise ValueError(f"{path/'salus_adapter.json'}: not a TinyVLA adapter ({e})") from None
-        if adapter is None: adapter = TinyVLAAdapter.for_checkpoint(config['state_dim'], config['action_dim'], str(path))
+            except (json.JSONDecodeError, TypeError) as e:
+                raise ValueError(f"{path/'salus_adapter.json'}: not a TinyVLA adapter ({e})") from None
+        if adapter is None:
+            adapter = TinyVLAAdapter.for_checkpoint(config['state_dim'], config['action_dim'], str(path))
         adapter.check(config['state_dim'], config['action_dim'], str(path/'salus_adapter.json'))
         stats = read_dataset_stats(path, {'state': config['state_dim'], 'action': config['action_dim']})
         if stats is None:
@@ -491,23 +551,26 @@ class TinyVLABackend(MemberChunksPolicy):
 # %% ../../nbs/02h_tinyvla.ipynb #3db8199a
 @patch
 def save(self:TinyVLABackend, path:str|Path) -> Path:
-    "Write the checkpoint in TinyVLA's released layout, with `salus_adapter.json`, `dataset_stats.json` and the backend tag."
+    "Write the checkpoint in TinyVLA's layout, with `salus_adapter.json`, `dataset_stats.json` and the backend tag."
     from safetensors.torch import save_file
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     (path/'config.json').write_text(json.dumps(self.model.config, indent=2))
     save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, path/'model.safetensors')
     self.tokenizer.save_pretrained(path); self.image_processor.save_pretrained(path)
     (path/'salus_adapter.json').write_text(json.dumps(asdict(self.adapter), indent=2))
-    if self.stats is not None: (path/'dataset_stats.json').write_text(json.dumps({k: v.tolist() for k, v in self.stats.items()}, indent=2))
+    if self.stats is not None:
+        (path/'dataset_stats.json').write_text(json.dumps({k: v.tolist() for k, v in self.stats.items()}, indent=2))
     else: (path/'dataset_stats.json').unlink(missing_ok=True)
-    (path/'salus_tinyvla.json').write_text(json.dumps({'backend': 'tinyvla', 'members': self.members, 'sampling_steps': self.sampling_steps}, indent=2))
+    (path/'salus_tinyvla.json').write_text(json.dumps({'backend': 'tinyvla', 'members': self.members,
+                                                       'sampling_steps': self.sampling_steps}, indent=2))
     return path
 
 @patch(cls_method=True)
 def load(cls:TinyVLABackend, path:str|Path, device:str='cpu') -> TinyVLABackend:
     "A backend written by `save` (its members and sampling steps)."
     path = Path(path)
-    if not (path/'salus_tinyvla.json').is_file(): raise FileNotFoundError(f"{path}: not a saved TinyVLA backend (salus_tinyvla.json missing)")
+    if not (path/'salus_tinyvla.json').is_file():
+        raise FileNotFoundError(f"{path}: not a saved TinyVLA backend (salus_tinyvla.json missing)")
     meta = json.loads((path/'salus_tinyvla.json').read_text())
     return cls.from_pretrained(path, members=meta['members'], sampling_steps=meta['sampling_steps'], device=device)
 
@@ -527,15 +590,18 @@ def _pixels(self:TinyVLABackend, images:np.ndarray) -> torch.Tensor:
 
 @patch
 def _prompt_ids(self:TinyVLABackend, instruction:str) -> list[int]:
-    if instruction not in self._prompts: self._prompts[instruction] = image_token_ids(self.tokenizer, pythia_prompt(instruction))
+    if instruction not in self._prompts:
+        self._prompts[instruction] = image_token_ids(self.tokenizer, pythia_prompt(instruction))
     return self._prompts[instruction]
 
 @patch
 def _state(self:TinyVLABackend, env_state:np.ndarray) -> torch.Tensor:
     "(B, 11) env states -> (B, S) the checkpoint's normalised states."
-    if env_state.shape[1] != ENV_STATE_DIM: raise ValueError(f"state must have {ENV_STATE_DIM} values (the env's), got {env_state.shape[1]}")
+    if env_state.shape[1] != ENV_STATE_DIM:
+        raise ValueError(f"state must have {ENV_STATE_DIM} values (the env's), got {env_state.shape[1]}")
     s = self.adapter.state(torch.from_numpy(env_state).float())
-    if self.stats is not None: s = (s - torch.from_numpy(self.stats['qpos_mean'])) / torch.from_numpy(self.stats['qpos_std'])
+    if self.stats is not None:
+        s = (s - torch.from_numpy(self.stats['qpos_mean'])) / torch.from_numpy(self.stats['qpos_std'])
     return s.to(self.device)
 
 @patch
@@ -571,7 +637,8 @@ def _draws(self:TinyVLABackend, hidden:torch.Tensor|list, states:torch.Tensor, n
     if torch.is_tensor(hidden):  # one batched denoising of every draw (copy-major rows: draw j is rows j*B..(j+1)*B-1)
         rep = lambda x: x.repeat(n, *([1] * (x.dim() - 1)))
         return self.model.denoise(rep(hidden), rep(states), noise.flatten(0, 1), self.sampling_steps).view(noise.shape)
-    return torch.stack([self.model.denoise(h[None].expand(n, -1, -1), states[b:b + 1].expand(n, -1), noise[:, b], self.sampling_steps)
+    return torch.stack([self.model.denoise(h[None].expand(n, -1, -1), states[b:b + 1].expand(n, -1), noise[:, b],
+                                           self.sampling_steps)
                         for b, h in enumerate(hidden)], 1)  # prompts of different lengths: one row at a time
 
 @patch

@@ -35,12 +35,15 @@ def demo_frames(store, # a demonstrations `EpisodeStore`
     frames = {k: (np.concatenate(v) if k != 'instruction' else v) for k, v in out.items()}
     for k in ('state', 'chunks'):
         bad = ~np.isfinite(frames[k].reshape(len(frames[k]), -1)).all(1)
-        if bad.any(): raise ValueError(f"demonstrations: {k} has a non-finite value at step {int(np.flatnonzero(bad)[0])}: check the demonstrations store")
+        if bad.any():
+            raise ValueError(f"demonstrations: {k} has a non-finite value at step {int(np.flatnonzero(bad)[0])}: check "
+                             "the demonstrations store")
     return frames
 
 def fit_dataset_stats(frames:dict) -> dict[str, np.ndarray]:
-    "TinyVLA's normalisation statistics fitted on `frames`: state mean/std (std 1 where constant), action min/max (widened where constant)."
-    s, a = frames['state'].astype(np.float64), frames['chunks'].reshape(-1, frames['chunks'].shape[-1]).astype(np.float64)
+    "Statistics fitted on `frames`: state mean/std (std 1 where constant), action min/max (widened where constant)."
+    s = frames['state'].astype(np.float64)
+    a = frames['chunks'].reshape(-1, frames['chunks'].shape[-1]).astype(np.float64)
     std = s.std(0)
     lo, hi = a.min(0), a.max(0)
     flat = hi - lo < 1e-6
@@ -51,23 +54,28 @@ def fit_dataset_stats(frames:dict) -> dict[str, np.ndarray]:
 # %% ../../nbs/02i_training_tinyvla.ipynb #18533124
 def finetune_tinyvla(store, # the demonstrations `EpisodeStore`
                      out:str|Path, # folder to write the fine-tuned backend (`TinyVLABackend.save`)
-                     checkpoint:str|Path|None=None, # a TinyVLA folder in the released layout; None: a tiny one built here
+                     checkpoint:str|Path|None=None, # a TinyVLA folder (released layout); None: a tiny one built here
                      members:int=3, # K noise draws of the fine-tuned model
                      steps:int=2000, batch_size:int=16, lr:float=1e-4, seed:int=0, device:str='cpu',
                      chunk_size:int=4, # the tiny start's chunk (a checkpoint keeps its own)
                      image_size:int=32, # the tiny start's vision input (a checkpoint keeps its own)
                      progress:bool=True) -> tuple[TinyVLABackend, list[dict]]:
-    "Fine-tune TinyVLA on the demonstrations with its diffusion loss; save it to `out`; return it and the loss per step."
-    if members < 1 or steps < 1 or batch_size < 1: raise ValueError(f"members, steps and batch_size must be ≥ 1, got {members}, {steps}, {batch_size}")
+    "Fine-tune TinyVLA on the demonstrations with its diffusion loss; save it to `out`; return it and the losses."
+    if members < 1 or steps < 1 or batch_size < 1:
+        raise ValueError(f"members, steps and batch_size must be ≥ 1, got {members}, {steps}, {batch_size}")
     if not len(store): raise ValueError(f"{store.path}: no demonstrations to train on")
     if len(store.attrs['action_layout']) != ENV_ACTION_DIM:
-        raise ValueError(f"{store.path}: {len(store.attrs['action_layout'])}-D actions; the TinyVLA adapter maps onto the suite's {ENV_ACTION_DIM}-D")
-    if Path(out).exists() and any(Path(out).iterdir()): raise FileExistsError(f"{out}: exists and is not empty; finetune_tinyvla writes a new folder")
+        raise ValueError(f"{store.path}: {len(store.attrs['action_layout'])}-D actions; the TinyVLA adapter maps onto "
+                         f"the suite's {ENV_ACTION_DIM}-D")
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise FileExistsError(f"{out}: exists and is not empty; finetune_tinyvla writes a new folder")
     if checkpoint is not None and (Path(checkpoint)/'config.json').is_file():
         tag = json.loads((Path(checkpoint)/'config.json').read_text()).get('backend')
-        if tag not in (None, 'tinyvla'): raise ValueError(f"{checkpoint}: a {tag!r} checkpoint, not a TinyVLA one (policy.backend is 'tinyvla')")
+        if tag not in (None, 'tinyvla'):
+            raise ValueError(f"{checkpoint}: a {tag!r} checkpoint, not a TinyVLA one (policy.backend is 'tinyvla')")
     if checkpoint is None:
-        start = write_tiny_tinyvla(Path(tempfile.mkdtemp(prefix='salus-tinyvla-'))/'start', chunk_size=chunk_size, image_size=image_size, seed=seed)
+        start = write_tiny_tinyvla(Path(tempfile.mkdtemp(prefix='salus-tinyvla-'))/'start', chunk_size=chunk_size,
+                                   image_size=image_size, seed=seed)
     else: start = Path(checkpoint)
     with warnings.catch_warnings():  # its own statistics (if any) are replaced below
         warnings.filterwarnings('ignore', message='.*not normalised')
@@ -89,9 +97,11 @@ def finetune_tinyvla(store, # the demonstrations `EpisodeStore`
             rows = np.array([b for b in batch if len(ids[b]) == n])
             pixels = [backend._pixels(frames[cam][rows]) for cam in backend.cameras]
             hidden = model.hidden_states([ids[b] for b in rows], pixels)
-            loss = loss + len(rows) / len(batch) * model.diffusion_loss(hidden, states[rows].to(device), targets[rows].to(device), g)
+            loss = loss + len(rows) / len(batch) * model.diffusion_loss(hidden, states[rows].to(device),
+                                                                        targets[rows].to(device), g)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite TinyVLA loss at step {step} ({loss.item():g}): check the demonstrations or lower lr ({lr:g})")
+            raise FloatingPointError(f"non-finite TinyVLA loss at step {step} ({loss.item():g}): check the "
+                                     f"demonstrations or lower lr ({lr:g})")
         opt.zero_grad(); loss.backward(); opt.step()
         history.append(dict(step=step, member=0, loss=loss.item()))
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
