@@ -9,7 +9,7 @@ import importlib.util, os
 os.environ.setdefault('MUJOCO_GL', 'egl')  # headless rendering; must be set before mujoco is imported
 
 import math, re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal

@@ -31,7 +31,8 @@ __all__ = ['READOUTS', 'SELECTION', 'BASELINES', 'NOVELTY_SIGNALS', 'precision_r
            'demonstration_reference', 'check_novelty', 'refit_novelty', 'ScoredSeed', 'score_seed', 'crossfit_splits',
            'score_crossfit', 'heldout_task_splits', 'ScorerFactory', 'EvaluationPlan', 'score_unit', 'score_units',
            'evaluation_units', 'step_auroc_by_type', 'evaluate_units', 'evaluate_seeds', 'metrics_json',
-           'results_table']
+           'results_table', 'kept_architectures', 'evaluation_config', 'results_markdown', 'evaluation_curves',
+           'roc_records', 'step_roc_records', 'q_auc_records', 'lead_time_records', 'score_to_end_records']
 
 # %% ../nbs/06_evaluate.ipynb #c5511179
 def _check_pair(pred, labels, what):
@@ -941,3 +942,121 @@ def results_table(metrics:dict, split:str, horizon:str, alpha:float=0.1, q:float
                     f"{fmt_value(e.get('roc_auc'))} | {fmt_value(e.get(f'balanced_accuracy_alpha_{a}'))} | {fmt_value(e.get(f'detection_time_safe_alpha_{a}'))} | "
                     f"{fmt_value(h.get('auroc'))} |")
     return '\n'.join(rows)
+
+# %% ../nbs/06_evaluate.ipynb #0775da86
+def kept_architectures(scored:Sequence[Sequence[ScoredSeed]], # cross-fitted units (SALUS first in each)
+                       heldout:Sequence[Sequence[ScoredSeed]]=(), # held-out-task units (SALUS first in each)
+                      ) -> dict[str, int]:
+    "How often validation kept each SALUS architecture / readout (/ task context), most often first."
+    import pandas as pd
+    def kept(info):
+        context = f"/task{info['task_context']}" if 'task_context' in info else ''
+        return f"{info['arch']}/{info.get('readout', 'horizon')}" + context
+    names = [kept(f) for sc in scored for f in sc[0].info['folds']] + [kept(h[0].info) for h in heldout]
+    return {str(k): int(v) for k, v in pd.Series(names).value_counts().items()}
+
+def evaluation_config(params, # the stage's `salus.params.Params`
+                      scored:Sequence[Sequence[ScoredSeed]], heldout:Sequence[Sequence[ScoredSeed]],
+                      episodes:SignalEpisodes, # the first collection's episodes
+                      policy:dict|None, # the checkpoint identity the rollout store records
+                     ) -> dict:
+    "The `config` record of `metrics/evaluate.json`."
+    p, ev, split = params.predictor, params.evaluate, episodes.meta['split']
+    return {'seeds': p.seeds, 'collections': params.replicate.collections, 'crossfit_folds': ev.crossfit_folds,
+            'bootstrap': ev.bootstrap, 'confidence': ev.confidence, 'alphas': ev.alphas, 'main_alpha': ev.main_alpha,
+            'qs': ev.qs, 'headline_q': ev.headline_q, 'cutoff_rule': 'budget', 'scorers': [s.scorer for s in scored[0]],
+            'controls': [s for s in CONTROLS if s in ev.baselines],
+            'episodes': {'seen': int((split == 'seen').sum()), 'unseen': int((split == 'unseen').sum())},
+            'heldout_tasks': ev.heldout_tasks,
+            'heldout_episodes': [f[0].splits['heldout'].n_episodes if 'heldout' in f[0].splits else 0
+                                 for f in heldout],   # per collection and fold
+            'salus_architectures_kept': kept_architectures(scored, heldout),
+            'policy': policy}
+
+def results_markdown(metrics:dict, # `metrics_json`'s output, with its `config`
+                     params, # the stage's `salus.params.Params`
+                    ) -> str:
+    "`metrics/results.md`: the protocol in one paragraph, then one table per split the metrics hold."
+    p, ev, cfg = params.predictor, params.evaluate, metrics['config']
+    table_h, a, q = f'h{ev.table_horizon_s:g}s', f'{ev.main_alpha:g}', f'{ev.headline_q:g}'
+    withheld = ' / '.join(', '.join(t) for t in ev.heldout_tasks)
+    titles = {'seen': f"**Seen tasks**, cross-fitted ({cfg['episodes']['seen']} episodes per collection, each scored "
+                      "once per seed by models fitted without it)",
+              'heldout': "**Seen tasks held out from every scorer** (SAFE's protocol: "
+                         f"{len(ev.heldout_tasks)} folds, each withholding {withheld} from every scorer's fitting, "
+                         "including the novelty reference, and scoring all of its episodes; mean over folds and "
+                         "collections)",
+              'unseen': "**Unseen tasks** (neither the VLA nor the predictor trained on them; every episode fails, "
+                        "so no episode ranking is defined: the alarm rate on failures at "
+                        f"α = {a}, SAFE's detection time, and step AUROC)"}
+    intro = (f"Mean over {params.replicate.collections} collections × {p.seeds} predictor seeds, "
+             f"{ev.confidence:.0%} hierarchical bootstrap intervals (collections, then seeds, then episodes); "
+             "*SALUS − scorer* is the paired difference on the same resamples (✓: SALUS better, the interval "
+             f"excludes 0; ✗: SALUS worse). q-AUC {q}: each episode scored by its maximum over the first {q} of its "
+             "task's step budget; *per task*: the mean AUC within tasks; *survivors*: over the episodes still "
+             "running at that cutoff. `metrics/evaluate.json`, stage `evaluate`.\n\n")
+    tables = [f"{title}\n\n" + results_table(metrics, split, table_h, ev.main_alpha, ev.headline_q)
+              for split, title in titles.items() if split in metrics['episode']]
+    return intro + '\n\n'.join(tables) + '\n'
+
+# %% ../nbs/06_evaluate.ipynb #bb8ce07f
+def evaluation_curves(scored:Sequence[Sequence[ScoredSeed]], heldout:Sequence[Sequence[ScoredSeed]],
+                      episodes:SignalEpisodes, # the first collection's episodes
+                      fold_test:np.ndarray, # positions (in `episodes`) of the first cross-fitting fold's test episodes
+                      heldout_tasks:Sequence[Sequence[str]], # the held-out folds' tasks
+                     ) -> list[tuple[str, str, str, EpisodeScores]]:
+    "(split, panel, scorer, scores) to draw: the first unit's seen test fold and unseen tasks, and each held-out fold."
+    curves = []
+    for sc in scored[0]:
+        es = sc.splits['seen']
+        curves.append(('seen', 'seen tasks', sc.scorer,
+                       es.subset(np.flatnonzero(np.isin(es.ids, episodes.episode_ids[fold_test])))))
+        if 'unseen' in sc.splits: curves.append(('unseen', 'unseen tasks', sc.scorer, sc.splits['unseen']))
+    for f, fold in enumerate(heldout[:len(heldout_tasks)]):
+        curves += [('heldout', ', '.join(heldout_tasks[f]), sc.scorer,
+                    sc.splits['heldout']) for sc in fold if 'heldout' in sc.splits]
+    return curves
+
+def roc_records(curves:list, q:float) -> list[dict]:
+    "Episode ROC points of every curve with both outcomes; an episode's score: its maximum over the first `q` of its budget."
+    def early(es):
+        s = es.summary(qs=[q], headline_q=q)
+        return s.early['budget', q], s.failed
+    return [dict(split=split, panel=panel, scorer=name, fpr=f, tpr=t) for split, panel, name, es in curves
+            for scores, failed in [early(es)] if failed.any() and (~failed).any() for f, t in zip(*roc_curve(scores,
+                                                                                                             failed))]
+
+def step_roc_records(curves:list, h:int, # the horizon's column
+                     max_points:int=300) -> list[dict]:
+    "Step ROC points at horizon column `h` of every curve with both labels."
+    return [dict(split=split, panel=panel, scorer=name, fpr=f, tpr=t) for split, panel, name, es in curves
+            if 0 < es.labels[:, h].sum() < len(es.labels) for f, t in zip(*roc_curve(es.scores[:, h], es.labels[:, h],
+                                                                                     max_points=max_points))]
+
+def q_auc_records(metrics:dict, qs:Sequence[float]) -> list[dict]:
+    "Per-task q-AUC and its interval, per split, scorer and q (None where a split has none)."
+    return [dict(split=split, scorer=name, q=qv, q_auc=m.get(f'q_auc_{qv:g}_macro'),
+                 low=(m.get(f'q_auc_{qv:g}_macro_ci') or [None, None])[0],
+                 high=(m.get(f'q_auc_{qv:g}_macro_ci') or [None, None])[1])
+            for split, by in metrics['episode'].items() for name, m in by.items() for qv in qs]
+
+def lead_time_records(units:Sequence[Sequence[ScoredSeed]], alpha:float, q:float) -> list[dict]:
+    "Seconds from the first alarm (conformal threshold at `alpha`) to the failure, per alarmed failing episode."
+    return [dict(split=split, scorer=sc.scorer, lead_time_s=(es.failure_step[e] - first[e]) / es.control_hz)
+            for seed_scores in units for sc in seed_scores for split, es in sc.splits.items()
+            for first in [es.summary({alpha: es.conformal[alpha]},
+                                     qs=[q]).first_alarm[alpha]] for e in np.flatnonzero(es.failed & (first >= 0))]
+
+def score_to_end_records(seed_scores:Sequence[ScoredSeed], scorers:Sequence[str]=('salus', 'epistemic', 'knn', 'safe'),
+                         last:int=30) -> list[dict]:
+    "Each seen episode's standardised overall score over its `last` steps, by steps to the end and outcome."
+    rows = []
+    for sc in seed_scores:
+        if sc.scorer not in scorers: continue
+        es = sc.splits['seen']
+        z = (es.overall - es.overall.mean()) / (es.overall.std() + 1e-9)
+        for e, (s0, s1) in enumerate(zip(np.r_[0, es.episode_ends[:-1]], es.episode_ends)):
+            for t in range(max(s0, s1 - last), s1):
+                rows.append(dict(scorer=sc.scorer, outcome='failure' if es.failed[e] else 'success',
+                                 steps_to_end=int(s1 - 1 - t), score_z=float(z[t])))
+    return rows

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import gzip, json, math, re, shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
