@@ -40,7 +40,8 @@ def progress_bar(*args, **kwargs):
     (ipykernel also copies it into the executed notebook)."""
     if os.environ.get('SALUS_STAGE'):
         from tqdm.std import tqdm
-        kwargs = {'file': sys.__stderr__, 'mininterval': 5.0, 'ascii': True, 'dynamic_ncols': False, 'ncols': 110, **kwargs}
+        kwargs = {'file': sys.__stderr__, 'mininterval': 5.0, 'ascii': True, 'dynamic_ncols': False, 'ncols': 110,
+                  **kwargs}
         if kwargs.get('desc'): kwargs['desc'] = f"[{os.environ['SALUS_STAGE']}] {kwargs['desc']}"
         return tqdm(*args, **kwargs)
     from tqdm.auto import tqdm
@@ -52,12 +53,15 @@ def horizon_steps(seconds:Sequence[float], # horizons in seconds, e.g. (0.2, 0.5
                  ) -> list[int]:
     "Horizons in control steps, in the given order; each at least one step, no two the same."
     if control_hz <= 0: raise ValueError(f"control_hz must be positive, got {control_hz}")
-    if any(not np.isfinite(x) or x <= 0 for x in seconds): raise ValueError(f"horizons must be positive seconds, got {list(seconds)}")
+    if any(not np.isfinite(x) or x <= 0 for x in seconds):
+        raise ValueError(f"horizons must be positive seconds, got {list(seconds)}")
     steps = [int(round(x * control_hz)) for x in seconds]
     if short := [x for x, h in zip(seconds, steps) if h < 1]:
-        raise ValueError(f"horizons {short} s are shorter than one control step ({1 / control_hz:g} s at {control_hz:g} Hz)")
+        raise ValueError(f"horizons {short} s are shorter than one control step ({1 / control_hz:g} s at "
+                         f"{control_hz:g} Hz)")
     if len(set(steps)) < len(steps):
-        raise ValueError(f"horizons {list(seconds)} s give steps {steps} at {control_hz:g} Hz: two horizons would be the same")
+        raise ValueError(f"horizons {list(seconds)} s give steps {steps} at {control_hz:g} Hz: two horizons "
+                         f"would be the same")
     return steps
 
 # %% ../nbs/00_base.ipynb #c757836f
@@ -68,7 +72,8 @@ def episode_starts(episode_ends:np.ndarray) -> np.ndarray:
 
 # %% ../nbs/00_base.ipynb #bd6535b6
 FAILURE_TYPES: tuple[str, ...] = ('collision', 'drop', 'miss', 'timeout')
-TASK_NAMES: tuple[str, ...] = ('lift_red', 'lift_blue', 'place_red_in_bowl', 'place_green_in_bowl', 'push_blue_to_marker',
+TASK_NAMES: tuple[str, ...] = ('lift_red', 'lift_blue', 'place_red_in_bowl', 'place_green_in_bowl',
+                               'push_blue_to_marker',
                                'stack_red_on_blue', 'stack_blue_on_red', 'open_drawer')
 SEED_SIGNALS: tuple[str, ...] = ('epistemic', 'action_magnitude', 'action_variance', 'smoothness', 'max_variance',
                                  'uncertainty_trend')  # the seeds' six

@@ -42,11 +42,13 @@ def episode_specs(seen_tasks:Sequence[str], unseen_tasks:Sequence[str],
             for name, fields in shifts.items():
                 shift = Shift(**fields).model_dump_json()
                 for e in range(episodes_per_task):
-                    specs.append(EpisodeSpec(len(specs), task, split, name, shift, derive_seed(seed, 'collect', task, name, e)))
+                    specs.append(EpisodeSpec(len(specs), task, split, name, shift,
+                                             derive_seed(seed, 'collect', task, name, e)))
     return specs
 
 # %% ../nbs/04a_collect.ipynb #647b9752
-ROLLOUT_META = {'index': 'int64', 'task': 'str', 'instruction': 'str', 'split': 'str', 'shift_name': 'str', 'shift': 'str',
+ROLLOUT_META = {'index': 'int64', 'task': 'str', 'instruction': 'str', 'split': 'str', 'shift_name': 'str',
+                'shift': 'str',
                 'seed': 'int64', 'outcome': 'str', 'failure_type': 'str', 'failure_step': 'int64', 'steps': 'int64'}
 
 def rollouts_schema(image_size:int, members:int, chunk_size:int, n_signals:int, embedding_dim:int) -> StoreSchema:
@@ -55,7 +57,8 @@ def rollouts_schema(image_size:int, members:int, chunk_size:int, n_signals:int, 
     f32 = lambda *s: (tuple(s), 'float32')
     return StoreSchema(data={'front': img, 'wrist': img, 'state': f32(len(STATE_LAYOUT)),
                              'chunks': f32(members, chunk_size, len(ACTION_LAYOUT)), 'action': f32(len(ACTION_LAYOUT)),
-                             'signals': f32(n_signals), 'embedding': f32(embedding_dim), 'goal_positions': f32(len(GOAL_LAYOUT)),
+                             'signals': f32(n_signals), 'embedding': f32(embedding_dim),
+                             'goal_positions': f32(len(GOAL_LAYOUT)),
                              'gripper_width': f32(), 'object_held': ((), 'bool')}, meta=dict(ROLLOUT_META))
 
 # %% ../nbs/04a_collect.ipynb #ce0ad20a
@@ -111,7 +114,8 @@ def rollout_episode(spec:EpisodeSpec, cfg:RolloutConfig) -> tuple[dict, dict]:
         step = ensemble_step(vla, o, generator, cfg.samples if need_samples else 0)
         chunks, action, embedding = step.chunks, step.action[0], step.joint_embedding  # (K,1,T,A), (A,), (1, K*D)
         signals = extractor.step(chunks, action[None], samples=step.samples, embedding=embedding)
-        for k, v in (('front', obs['front']), ('wrist', obs['wrist']), ('state', obs['state']), ('chunks', chunks[:, 0]),
+        for k, v in (('front', obs['front']), ('wrist', obs['wrist']), ('state', obs['state']),
+                     ('chunks', chunks[:, 0]),
                      ('action', action), ('signals', signals[0]), ('embedding', embedding[0]),
                      ('goal_positions', info['goal_positions'])):
             steps[k].append(v)
@@ -121,7 +125,8 @@ def rollout_episode(spec:EpisodeSpec, cfg:RolloutConfig) -> tuple[dict, dict]:
         steps['object_held'].append(env.object_held)
     try: info = run_episode(env, act, spec.seed, on_step=after)
     finally: env.close()
-    meta = dict(index=spec.index, task=spec.task, instruction=info['instruction'], split=spec.split, shift_name=spec.shift_name,
+    meta = dict(index=spec.index, task=spec.task, instruction=info['instruction'], split=spec.split,
+                shift_name=spec.shift_name,
                 shift=spec.shift, seed=spec.seed, outcome=info['outcome'], failure_type=info['failure_type'] or '',
                 failure_step=-1 if info['failure_step'] is None else info['failure_step'], steps=info['step'])
     return {k: np.stack(v) for k, v in steps.items()}, meta
@@ -152,13 +157,15 @@ def run_specs(specs:Sequence, cfg, backend:str='local', workers:int=2,
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
         import salus.collect as lib  # workers import the installed module (also when this runs in a notebook)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=lib._exit_with_parent, initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=lib._exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             yield from pool.map(lib._run_spec, [(fn, s, cfg) for s in specs])
     else:
         try: import ray
         except ImportError as e: raise ImportError("backend 'ray' needs ray (pip install ray)") from e
         started = not ray.is_initialized()
-        if started: ray.init(address=os.environ.get('RAY_ADDRESS'), num_cpus=None if os.environ.get('RAY_ADDRESS') else workers,
+        if started:
+            ray.init(address=os.environ.get('RAY_ADDRESS'), num_cpus=None if os.environ.get('RAY_ADDRESS') else workers,
                              include_dashboard=False, log_to_driver=False)
         try:
             task = ray.remote(num_cpus=1)(fn)
@@ -194,23 +201,28 @@ def collect_rollouts(path:str|Path, # the rollout store (local folder or fsspec 
     except FileNotFoundError: raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint there") from None
     vla = load_backend(cfg.policy_path)  # loaded before anything is written: the store is sized from what it declares
     if vla.action_dim != len(ACTION_LAYOUT):
-        raise ValueError(f"{cfg.policy_path}: the policy's actions are {vla.action_dim}-D, the task suite's {len(ACTION_LAYOUT)}-D "
+        raise ValueError(f"{cfg.policy_path}: the policy's actions are {vla.action_dim}-D, the task suite's "
+                         f"{len(ACTION_LAYOUT)}-D "
                          f"({', '.join(ACTION_LAYOUT)})")
     size = cfg.envs['image_size']  # one step on the suite's shapes: a state or image size the policy cannot take fails here
     probe = VLAObservation(np.zeros((1, size, size, 3), np.uint8), np.zeros((1, size, size, 3), np.uint8),
                            np.zeros((1, len(STATE_LAYOUT)), np.float32), 'lift the red cube')
     try: vla.member_chunks(probe, torch.Generator().manual_seed(0))
-    except (ValueError, RuntimeError) as e: raise ValueError(f"{cfg.policy_path}: the policy cannot act in the task suite: {e}") from None
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"{cfg.policy_path}: the policy cannot act in the task suite: {e}") from None
     members = vla.members
-    schema = rollouts_schema(cfg.envs['image_size'], members, vla.chunk_size, len(cfg.signals), members * vla.embedding_dim)
+    schema = rollouts_schema(cfg.envs['image_size'], members, vla.chunk_size, len(cfg.signals),
+                             members * vla.embedding_dim)
     del vla  # the workers load their own
-    store_attrs = dict(kind='rollouts', schema_version_rollouts=1, signal_names=list(cfg.signals), failure_types=list(FAILURE_TYPES),
+    store_attrs = dict(kind='rollouts', schema_version_rollouts=1, signal_names=list(cfg.signals),
+                       failure_types=list(FAILURE_TYPES),
                        control_hz=cfg.envs['control_hz'], image_size=cfg.envs['image_size'], members=members,
                        state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT,
                        policy=checkpoint_identity(cfg.policy_path), **(attrs or {}))
     def belongs(store):  # this collection's first episodes, in order, or why not
         done = store.meta()
-        return resume_mismatch(list(zip(done['index'].tolist(), done['seed'].tolist())), [(s.index, s.seed) for s in specs])
+        return resume_mismatch(list(zip(done['index'].tolist(), done['seed'].tolist())),
+                               [(s.index, s.seed) for s in specs])
     store = EpisodeStore.open_or_create(path, schema, store_attrs, on_mismatch=on_mismatch, belongs=belongs)
     if len(store): print(f"collect: resuming {path} at {len(store)} of {len(specs)} episodes")
     try: _collect(store, specs, cfg, backend, workers, progress)

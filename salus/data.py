@@ -36,7 +36,8 @@ class StoreSchema:
     data: dict[str, tuple[tuple[int, ...], str]]  # name -> (shape of one step, numpy dtype)
     meta: dict[str, str]  # name -> 'str' | numpy dtype of one value
 
-    def to_json(self) -> dict: return {'data': {k: [list(s), d] for k, (s, d) in self.data.items()}, 'meta': dict(self.meta)}
+    def to_json(self) -> dict: return {'data': {k: [list(s), d] for k, (s, d) in self.data.items()},
+                                       'meta': dict(self.meta)}
     @classmethod
     def from_json(cls, d:dict) -> 'StoreSchema':
         return cls({k: (tuple(s), dt) for k, (s, dt) in d['data'].items()}, dict(d['meta']))
@@ -98,7 +99,8 @@ class EpisodeStore:
                        belongs=None, # optional callable(store) -> why the existing store is not this run's (None: it is)
                       ) -> 'EpisodeStore':
         "Resume the store at `path` if it has this schema and attrs, else create it."
-        if on_mismatch not in ('raise', 'restart'): raise ValueError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
+        if on_mismatch not in ('raise', 'restart'):
+            raise ValueError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
         path = str(path)
         if _exists(path) and not _committed(path) and _attrs(path).get('schema_version') in (None, SCHEMA_VERSION):
             print(f"{path}: its creation was interrupted (no commit record, nothing committed): creating it again")
@@ -107,7 +109,8 @@ class EpisodeStore:
         store = cls.open(path, mode='a')
         why = None
         if store.schema != schema: why = "has another schema"
-        elif differ := sorted(k for k, v in (attrs or {}).items() if store.attrs.get(k) != _jsonable(v)): why = f"was made with other {differ}"
+        elif differ := sorted(k for k, v in (attrs or {}).items() if store.attrs.get(k) != _jsonable(v)):
+            why = f"was made with other {differ}"
         elif belongs is not None: why = belongs(store)
         if why is None: return store
         store.close()
@@ -164,7 +167,8 @@ class EpisodeStore:
     def _read(self, name:str, sel) -> np.ndarray:
         "`name[sel]`, with a damaged chunk reported as the array's problem."
         try: return self.group[name][sel]
-        except Exception as e: raise StoreError(f"{self.path}: {name} cannot be read ({type(e).__name__}: {e}); the store is damaged") from None
+        except Exception as e:
+            raise StoreError(f"{self.path}: {name} cannot be read ({type(e).__name__}: {e}); the store is damaged") from None
 
     # -- invariants
     def _validate(self):
@@ -173,7 +177,8 @@ class EpisodeStore:
         version = g.attrs.get('schema_version')
         if version == 1: raise StoreError(f"{p}: made by an older salus (schema_version 1, no commit record); "
                                           "upgrade it in place with `salus.data.upgrade_store(path)`")
-        if version != SCHEMA_VERSION: raise StoreError(f"{p}: schema_version is {version!r}, this salus reads {SCHEMA_VERSION}")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{p}: schema_version is {version!r}, this salus reads {SCHEMA_VERSION}")
         if 'schema' not in g.attrs: raise StoreError(f"{p}: attribute 'schema' is missing")
         self._commit = _read_commit(p)
         schema, e, n = self.schema, self._commit['n_episodes'], self._commit['n_steps']
@@ -181,26 +186,35 @@ class EpisodeStore:
         for name in self._arrays():
             try: arrays[name] = g[name]
             except KeyError: raise StoreError(f"{p}: array {name} is missing") from None
-            except Exception as ex: raise StoreError(f"{p}: array {name} is unreadable ({type(ex).__name__}: {ex})") from None
+            except Exception as ex:
+                raise StoreError(f"{p}: array {name} is unreadable ({type(ex).__name__}: {ex})") from None
         if arrays['meta/episode_ends'].shape[0] < e:
-            raise StoreError(f"{p}: meta/episode_ends has {arrays['meta/episode_ends'].shape[0]} rows, the commit record says {e} episodes")
+            raise StoreError(f"{p}: meta/episode_ends has {arrays['meta/episode_ends'].shape[0]} rows, the commit "
+                             f"record says {e} episodes")
         self._check_chunks(arrays)
         ends = self.episode_ends
         if len(ends) and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
             raise StoreError(f"{p}: meta/episode_ends must be positive and strictly increasing")
-        if (int(ends[-1]) if e else 0) != n: raise StoreError(f"{p}: meta/episode_ends ends at {int(ends[-1]) if e else 0}, the commit record says {n} steps")
+        if (int(ends[-1]) if e else 0) != n:
+            raise StoreError(f"{p}: meta/episode_ends ends at {int(ends[-1]) if e else 0}, the commit record "
+                             f"says {n} steps")
         for k, (shape, dtype) in schema.data.items():
             a = arrays[f'data/{k}']
-            if a.shape[1:] != tuple(shape): raise StoreError(f"{p}: data/{k} has step shape {a.shape[1:]}, schema says {tuple(shape)}")
-            if a.shape[0] < n: raise StoreError(f"{p}: data/{k} has {a.shape[0]} rows, episode_ends says {n} (truncated data)")
+            if a.shape[1:] != tuple(shape):
+                raise StoreError(f"{p}: data/{k} has step shape {a.shape[1:]}, schema says {tuple(shape)}")
+            if a.shape[0] < n:
+                raise StoreError(f"{p}: data/{k} has {a.shape[0]} rows, episode_ends says {n} (truncated data)")
         for k in schema.meta:
-            if arrays[f'meta/{k}'].shape[0] < e: raise StoreError(f"{p}: meta/{k} has {arrays[f'meta/{k}'].shape[0]} rows for {e} episodes")
+            if arrays[f'meta/{k}'].shape[0] < e:
+                raise StoreError(f"{p}: meta/{k} has {arrays[f'meta/{k}'].shape[0]} rows for {e} episodes")
         for name, a in arrays.items():  # float rows not covered by a checked CRC: the last, partly filled chunk
             if not np.issubdtype(a.dtype, np.floating): continue
             rows = self._rows(name)
             lo = rows - rows % a.chunks[0]
-            bad = np.flatnonzero(~np.isfinite(self._read(name, slice(lo, rows))).reshape(rows - lo, int(np.prod(a.shape[1:]))).all(1))
-            if len(bad): raise StoreError(f"{p}: {name} has non-finite values in row {lo + int(bad[0])} (of {len(bad)} bad rows)")
+            bad = np.flatnonzero(~np.isfinite(self._read(name, slice(lo, rows))).reshape(rows - lo,
+                                                                                         int(np.prod(a.shape[1:]))).all(1))
+            if len(bad):
+                raise StoreError(f"{p}: {name} has non-finite values in row {lo + int(bad[0])} (of {len(bad)} bad rows)")
 
     def _check_chunks(self, arrays:dict, every_crc:bool=False) -> int:
         """Every chunk the commit record lists is there with its committed size (a listing), and none it does not list;
@@ -215,15 +229,22 @@ class EpisodeStore:
                 short, got, entry = key.removeprefix(self._root + '/'), files.get(key), entries.get(str(i))
                 checked += entry is not None
                 if entry is not None and got is None:
-                    raise StoreError(f"{self.path}: {name}: chunk {short} is missing (committed, now gone): the store is damaged")
+                    raise StoreError(f"{self.path}: {name}: chunk {short} is missing (committed, now gone): the "
+                                     f"store is damaged")
                 if (i + 1) * c > rows:  # the last, partly filled chunk may hold an uncommitted append: decode it instead
-                    if got is not None and (every_crc or entry is None or got != entry[0]): self._read(name, slice(i * c, rows))
+                    if got is not None and (every_crc or entry is None or got != entry[0]):
+                        self._read(name, slice(i * c, rows))
                     continue
                 if entry is None:
-                    if got is not None: raise StoreError(f"{self.path}: {name}: chunk {short} is not in the commit record: the store is damaged")
+                    if got is not None:
+                        raise StoreError(f"{self.path}: {name}: chunk {short} is not in the commit record: the "
+                                         f"store is damaged")
                     continue  # never written: all fill values
-                if got != entry[0]: raise StoreError(f"{self.path}: {name}: chunk {short} has {got} bytes, {entry[0]} were committed: the store is damaged")
-                if (every_crc or np.issubdtype(a.dtype, np.floating)) and zlib.crc32(self._fs.cat_file(key)) != entry[1]:
+                if got != entry[0]:
+                    raise StoreError(f"{self.path}: {name}: chunk {short} has {got} bytes, {entry[0]} were committed: "
+                                     f"the store is damaged")
+                if (every_crc or np.issubdtype(a.dtype,
+                                               np.floating)) and zlib.crc32(self._fs.cat_file(key)) != entry[1]:
                     raise StoreError(f"{self.path}: {name}: chunk {short} fails its CRC-32 check: the store is damaged")
         return checked
 
@@ -281,20 +302,25 @@ class EpisodeStore:
         "Append one complete episode; it becomes visible when the commit record is replaced, last. Returns its index."
         if not self.writable: raise StoreError(f"{self.path}: opened read-only; open with mode='a' to append")
         schema = self.schema
-        if set(data) != set(schema.data): raise StoreError(f"data keys {sorted(data)} differ from the store's {sorted(schema.data)}")
-        if set(meta) != set(schema.meta): raise StoreError(f"meta keys {sorted(meta)} differ from the store's {sorted(schema.meta)}")
+        if set(data) != set(schema.data):
+            raise StoreError(f"data keys {sorted(data)} differ from the store's {sorted(schema.data)}")
+        if set(meta) != set(schema.meta):
+            raise StoreError(f"meta keys {sorted(meta)} differ from the store's {sorted(schema.meta)}")
         lengths = {k: len(v) for k, v in data.items()}
         T = next(iter(lengths.values()))
-        if T == 0 or any(l != T for l in lengths.values()): raise StoreError(f"episode arrays must share one length ≥ 1, got {lengths}")
+        if T == 0 or any(l != T for l in lengths.values()):
+            raise StoreError(f"episode arrays must share one length ≥ 1, got {lengths}")
         rows = {}
         for k, v in data.items():
             shape, dtype = schema.data[k]
             v = np.asarray(v)
-            if v.shape[1:] != tuple(shape): raise StoreError(f"data/{k}: step shape {v.shape[1:]}, store expects {tuple(shape)}")
+            if v.shape[1:] != tuple(shape):
+                raise StoreError(f"data/{k}: step shape {v.shape[1:]}, store expects {tuple(shape)}")
             rows[k] = _cast(f'data/{k}', v, np.dtype(dtype))
         n, e = self.n_steps, self.n_episodes
         for k, v in rows.items(): self.group[f'data/{k}'].append(v)
-        for k, v in meta.items(): self.group[f'meta/{k}'].append(np.asarray([v], dtype=object if schema.meta[k] == 'str' else schema.meta[k]))
+        for k, v in meta.items():
+            self.group[f'meta/{k}'].append(np.asarray([v], dtype=object if schema.meta[k] == 'str' else schema.meta[k]))
         self.group['meta/episode_ends'].append(np.asarray([n + T], dtype='int64'))
         spans = {f'data/{k}': (n, n + T) for k in rows} | {f'meta/{k}': (e, e + 1) for k in [*meta, 'episode_ends']}
         self._commit_rows(spans, e + 1, n + T)  # last: the commit point
@@ -337,9 +363,12 @@ def _read_commit(path:str) -> dict:
     "The store's commit record, checked for shape."
     fs, f = _commit_path(path)
     try: c = json.loads(fs.cat_file(f))
-    except FileNotFoundError: raise StoreError(f"{path}: no commit record ({COMMIT_RECORD}): its creation was interrupted; delete it") from None
-    except (ValueError, UnicodeDecodeError) as e: raise StoreError(f"{path}: the commit record {COMMIT_RECORD} is damaged ({e})") from None
-    if not (isinstance(c, dict) and isinstance(c.get('n_episodes'), int) and isinstance(c.get('n_steps'), int) and isinstance(c.get('chunks'), dict)):
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no commit record ({COMMIT_RECORD}): its creation was interrupted; delete it") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StoreError(f"{path}: the commit record {COMMIT_RECORD} is damaged ({e})") from None
+    if not (isinstance(c, dict) and isinstance(c.get('n_episodes'), int) and isinstance(c.get('n_steps'),
+                                                                                        int) and isinstance(c.get('chunks'), dict)):
         raise StoreError(f"{path}: the commit record {COMMIT_RECORD} lacks n_episodes, n_steps or chunks")
     return c
 
@@ -374,7 +403,8 @@ class _WriterLock:
             if same: break
             f.close()  # the file was released and removed between our open and our lock: take the new one
         f.truncate(0)
-        f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%dT%H:%M:%S%z'))))
+        f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
+                                since=time.strftime('%Y-%m-%dT%H:%M:%S%z'))))
         f.flush()
         self.file = f
 
@@ -390,7 +420,8 @@ def upgrade_store(path:str|Path) -> 'EpisodeStore':
     "Give a store made by an older salus (schema_version 1, where `meta/episode_ends` was the commit point) its commit record."
     path = str(path)
     g = zarr.open_group(path, mode='r+')
-    if g.attrs.get('schema_version') != 1: raise StoreError(f"{path}: schema_version is {g.attrs.get('schema_version')!r}; only version 1 is upgraded")
+    if g.attrs.get('schema_version') != 1:
+        raise StoreError(f"{path}: schema_version is {g.attrs.get('schema_version')!r}; only version 1 is upgraded")
     lock = _WriterLock(path)
     try:
         schema = StoreSchema.from_json(g.attrs['schema'])
@@ -399,11 +430,13 @@ def upgrade_store(path:str|Path) -> 'EpisodeStore':
         names = [*(f'data/{k}' for k in schema.data), 'meta/episode_ends', *(f'meta/{k}' for k in schema.meta)]
         for name in names:
             rows = n if name.startswith('data/') else e
-            if g[name].shape[0] < rows: raise StoreError(f"{path}: {name} has {g[name].shape[0]} rows, episode_ends says {rows}")
+            if g[name].shape[0] < rows:
+                raise StoreError(f"{path}: {name} has {g[name].shape[0]} rows, episode_ends says {rows}")
             if g[name].shape[0] > rows: g[name].resize((rows, *g[name].shape[1:]))
             if np.issubdtype(g[name].dtype, np.floating):  # the CRCs about to be recorded vouch for finite values: check them once
                 for r in range(0, rows, 4096):
-                    if not np.isfinite(g[name][r:r + 4096]).all(): raise StoreError(f"{path}: {name} has non-finite values near row {r}")
+                    if not np.isfinite(g[name][r:r + 4096]).all():
+                        raise StoreError(f"{path}: {name} has non-finite values near row {r}")
         store = EpisodeStore.__new__(EpisodeStore)  # a bare writer: no commit record to validate against yet
         store.group, store.path, store.writable, store._lock = g, path, True, None
         store._fs, store._root = fsspec.core.url_to_fs(path)
@@ -443,7 +476,8 @@ def demos_schema(image_size:int) -> StoreSchema:
     "Schema of a demonstration store: both cameras, the state, the expert's action and the (privileged) goal positions per step."
     img = ((image_size, image_size, 3), 'uint8')
     return StoreSchema(data={'front': img, 'wrist': img, 'state': ((len(STATE_LAYOUT),), 'float32'),
-                             'action': ((len(ACTION_LAYOUT),), 'float32'), 'goal_positions': ((len(GOAL_LAYOUT),), 'float32')},
+                             'action': ((len(ACTION_LAYOUT),), 'float32'),
+                             'goal_positions': ((len(GOAL_LAYOUT),), 'float32')},
                        meta=dict(EPISODE_META))
 
 # %% ../nbs/04_data.ipynb #145a4318
@@ -465,8 +499,10 @@ def export_lerobot(store:EpisodeStore, # demonstrations or rollouts, with front/
     if missing: raise ValueError(f"{store.path}: cannot export to lerobot, the store has no {sorted(missing)} per step")
     features = {key: {'dtype': 'image', 'shape': tuple(data[cam][0]), 'names': ['height', 'width', 'channels']}
                 for cam, key in LEROBOT_CAMERAS.items()}
-    features['observation.state'] = {'dtype': 'float32', 'shape': tuple(data['state'][0]), 'names': store.attrs.get('state_layout')}
-    features['action'] = {'dtype': 'float32', 'shape': tuple(data['action'][0]), 'names': store.attrs.get('action_layout')}
+    features['observation.state'] = {'dtype': 'float32', 'shape': tuple(data['state'][0]),
+                                     'names': store.attrs.get('state_layout')}
+    features['action'] = {'dtype': 'float32', 'shape': tuple(data['action'][0]),
+                          'names': store.attrs.get('action_layout')}
     dataset = LeRobotDataset.create(repo_id, fps=int(store.attrs['control_hz']), features=features, root=root,
                                     robot_type='franka', use_videos=False)
     instructions = store.meta()['instruction']
@@ -474,7 +510,8 @@ def export_lerobot(store:EpisodeStore, # demonstrations or rollouts, with front/
         ep = store.episode(i, ['front', 'wrist', 'state', 'action'])
         for t in range(len(ep['action'])):
             dataset.add_frame({LEROBOT_CAMERAS['front']: ep['front'][t], LEROBOT_CAMERAS['wrist']: ep['wrist'][t],
-                               'observation.state': ep['state'][t].astype(np.float32), 'action': ep['action'][t].astype(np.float32),
+                               'observation.state': ep['state'][t].astype(np.float32),
+                               'action': ep['action'][t].astype(np.float32),
                                'task': str(instructions[i])})
         dataset.save_episode()
     dataset.finalize()

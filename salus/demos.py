@@ -27,7 +27,8 @@ def record_demonstrations(path:str|Path, # where the store goes (resumed if it e
                          ) -> dict:
     "Record `episodes_per_task` successful expert episodes of every seen task; return a summary per task."
     store_attrs = dict(kind='demos', control_hz=envs_params.control_hz, image_size=envs_params.image_size, seed=seed,
-                       tasks=list(envs_params.seen_tasks), state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT, goal_layout=GOAL_LAYOUT,
+                       tasks=list(envs_params.seen_tasks), state_layout=STATE_LAYOUT, action_layout=ACTION_LAYOUT,
+                       goal_layout=GOAL_LAYOUT,
                        failure_types=list(FAILURE_TYPES), demos=demos_params.values(), envs=envs_params.values())
     attrs = {**store_attrs, **(attrs or {})}
     store = EpisodeStore.open_or_create(path, demos_schema(envs_params.image_size), attrs, on_mismatch=on_mismatch)
@@ -37,7 +38,9 @@ def record_demonstrations(path:str|Path, # where the store goes (resumed if it e
 def _record(store, envs_params, demos_params, seed, progress):
     from salus.base import progress_bar as tqdm
     done = store.meta()
-    if len(store): print(f"demos: resuming {store.path} at {len(store)} of {demos_params.episodes_per_task * len(envs_params.seen_tasks)} episodes")
+    if len(store):
+        print(f"demos: resuming {store.path} at {len(store)} of "
+              f"{demos_params.episodes_per_task * len(envs_params.seen_tasks)} episodes")
     want = demos_params.episodes_per_task
     summary = {}
     bar = tqdm(total=want * len(envs_params.seen_tasks), desc='demos', disable=not progress)
@@ -49,7 +52,9 @@ def _record(store, envs_params, demos_params, seed, progress):
         expert = ScriptedExpert(env, demos_params.action_noise, demos_params.grasp_noise)
         failures = {k: 0 for k in FAILURE_TYPES}
         while kept < want:
-            if attempt >= 3 * want + 10: raise RuntimeError(f"demos: the expert failed {attempt - kept} of {attempt} attempts on {task}; lower the noise")
+            if attempt >= 3 * want + 10:
+                raise RuntimeError(f"demos: the expert failed {attempt - kept} of {attempt} attempts on {task}; "
+                                   f"lower the noise")
             ep_seed = derive_seed(seed, 'demos', task, attempt)
             expert.rng = np.random.default_rng(ep_seed)
             expert.reset()
@@ -63,14 +68,17 @@ def _record(store, envs_params, demos_params, seed, progress):
             info = run_episode(env, act, ep_seed)
             if info['outcome'] == 'success':
                 store.append_episode({k: np.stack(v) for k, v in steps.items()},
-                                     dict(task=task, instruction=info['instruction'], split='seen', seed=ep_seed, attempt=attempt,
-                                          outcome='success', failure_type='', failure_step=-1, shift=env.shift.model_dump_json()))
+                                     dict(task=task, instruction=info['instruction'], split='seen', seed=ep_seed,
+                                          attempt=attempt,
+                                          outcome='success', failure_type='', failure_step=-1,
+                                          shift=env.shift.model_dump_json()))
                 kept += 1
                 bar.update(1)
             else: failures[info['failure_type']] += 1
             attempt += 1
             bar.set_postfix(task=task, kept=kept, attempts=attempt)
         env.close()
-        summary[task] = dict(kept=kept, attempts=attempt, expert_success_rate=round(kept / max(attempt, 1), 4), failures=failures)
+        summary[task] = dict(kept=kept, attempts=attempt, expert_success_rate=round(kept / max(attempt, 1), 4),
+                             failures=failures)
     bar.close()
     return summary

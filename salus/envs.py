@@ -30,7 +30,8 @@ CUBE_HALF = 0.02  # cubes are 4 cm
 CUBE_COLOURS = {'red': (0.85, 0.1, 0.1, 1), 'blue': (0.1, 0.25, 0.85, 1), 'green': (0.1, 0.7, 0.2, 1)}
 DISTRACTOR_COLOURS = [(0.9, 0.8, 0.1, 1), (0.6, 0.2, 0.7, 1), (0.95, 0.5, 0.1, 1)]
 if len(DISTRACTOR_COLOURS) != MAX_DISTRACTORS:  # `Shift.distractors` (salus.base) allows up to MAX_DISTRACTORS
-    raise RuntimeError(f"{len(DISTRACTOR_COLOURS)} distractor colours, but salus.base allows {MAX_DISTRACTORS} distractors")
+    raise RuntimeError(f"{len(DISTRACTOR_COLOURS)} distractor colours, but salus.base allows "
+                       f"{MAX_DISTRACTORS} distractors")
 BOWL_RADIUS = 0.075  # inner radius of the bowl's rim
 DRAWER_OPEN_GOAL = 0.10  # metres the drawer must slide out to count as open
 HOME_EE = np.array([0.42, 0.0, 0.22])  # where every episode starts: gripper above the table, pointing down
@@ -39,9 +40,11 @@ def franka_assets_dir() -> Path:
     "The Franka MJCF and meshes shipped by `gymnasium-robotics` (found without importing it: its import registers many envs)."
     import importlib.util
     spec = importlib.util.find_spec('gymnasium_robotics')
-    if spec is None: raise ModuleNotFoundError("gymnasium-robotics is not installed: it provides the Franka model (make install)")
+    if spec is None:
+        raise ModuleNotFoundError("gymnasium-robotics is not installed: it provides the Franka model (make install)")
     d = Path(spec.origin).parent/'envs'/'assets'/'kitchen_franka'/'franka_assets'
-    if not (d/'chain.xml').is_file(): raise FileNotFoundError(f"{d}: Franka assets missing; reinstall gymnasium-robotics")
+    if not (d/'chain.xml').is_file():
+        raise FileNotFoundError(f"{d}: Franka assets missing; reinstall gymnasium-robotics")
     return d
 
 # %% ../nbs/01_envs.ipynb #a766c5e0
@@ -50,9 +53,13 @@ def _franka_parts() -> tuple[str, str, str]:
     d = franka_assets_dir()
     strip = lambda s: s.split('<mujocoinclude>', 1)[1].rsplit('</mujocoinclude>', 1)[0]
     meshes = re.findall(r'<mesh [^>]*/>', (d/'assets.xml').read_text())
-    meshes = '\n'.join(m.replace('file="visual/', 'file="collision/').replace('file="', f'file="{d}/meshes/') for m in meshes)
+    meshes = '\n'.join(m.replace('file="visual/', 'file="collision/').replace('file="',
+                                                                              f'file="{d}/meshes/') for m in meshes)
     chain = strip((d/'chain.xml').read_text()).replace('<body name="panda0_', '<body gravcomp="1" name="panda0_')
-    chain = chain.replace("<site name='end_effector'", "<camera name='wrist' pos='0.042 -0.042 0.15' xyaxes='0.707 0.707 0 0.607 -0.607 0.512' fovy='75'/>\n<site name='grip' pos='0 0 0.245' euler='0 0 -0.785398' size='0.005' group='4'/>\n<site name='end_effector'")
+    chain = chain.replace("<site name='end_effector'",
+                          "<camera name='wrist' pos='0.042 -0.042 0.15' xyaxes='0.707 0.707 0 0.607 -0.607 0.512' "
+                          "fovy='75'/>\n<site name='grip' pos='0 0 0.245' euler='0 0 -0.785398' size='0.005' "
+                          "group='4'/>\n<site name='end_effector'")
     actuators = strip((d/'actuator.xml').read_text())
     return meshes, chain, actuators
 
@@ -61,12 +68,14 @@ def scene_xml(image_size:int=96) -> str:
     assets, chain, actuators = _franka_parts()
     cubes = '\n'.join(
         f'<body name="cube_{c}" pos="0.5 {0.1*i-0.1} {CUBE_HALF}"><freejoint name="cube_{c}"/>'
-        f'<geom name="cube_{c}" type="box" size="{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}" rgba="{" ".join(map(str, rgba))}" '
+        f'<geom name="cube_{c}" type="box" size="{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}" '
+        f'rgba="{" ".join(map(str, rgba))}" '
         f'mass="0.06" friction="1.2 0.01 0.001" condim="4" priority="1"/></body>'
         for i, (c, rgba) in enumerate(CUBE_COLOURS.items()))
     distractors = '\n'.join(
         f'<body name="distractor_{i}" pos="{1.5 + 0.1*i} 1.5 0.03"><freejoint name="distractor_{i}"/>'
-        f'<geom name="distractor_{i}" type="cylinder" size="0.018 0.03" rgba="{" ".join(map(str, rgba))}" mass="0.05"/></body>'
+        f'<geom name="distractor_{i}" type="cylinder" size="0.018 0.03" rgba="{" ".join(map(str, rgba))}" '
+        f'mass="0.05"/></body>'
         for i, rgba in enumerate(DISTRACTOR_COLOURS))
     rim = '\n'.join(
         f'<geom name="bowl_rim{k}" type="box" size="0.006 0.03 0.02" pos="{(BOWL_RADIUS+0.006)*math.cos(a):.4f} '
@@ -154,9 +163,12 @@ class TaskSpec:
 def _tasks(*specs:TaskSpec) -> dict[str, TaskSpec]: return {t.name: t for t in specs}
 
 _LIFT = ("lift the {target} cube", "pick up the {target} cube", "raise the {target} block off the table")
-_PLACE = ("put the {target} cube in the bowl", "place the {target} block into the bowl", "move the {target} cube to the bowl")
-_PUSH = ("push the {target} cube to the white marker", "slide the {target} block onto the marker", "push the {target} cube onto the white circle")
-_STACK = ("stack the {target} cube on the {base} cube", "put the {target} block on top of the {base} block", "place the {target} cube onto the {base} one")
+_PLACE = ("put the {target} cube in the bowl", "place the {target} block into the bowl",
+          "move the {target} cube to the bowl")
+_PUSH = ("push the {target} cube to the white marker", "slide the {target} block onto the marker",
+         "push the {target} cube onto the white circle")
+_STACK = ("stack the {target} cube on the {base} cube", "put the {target} block on top of the {base} block",
+          "place the {target} cube onto the {base} one")
 _DRAWER = ("open the drawer", "pull the drawer open", "slide the drawer out")
 
 TASKS = _tasks(
@@ -234,7 +246,8 @@ class FrankaTabletopEnv(gym.Env):
         self.model = mujoco.MjModel.from_xml_string(scene_xml(self.config.image_size))
         self.data = mujoco.MjData(self.model)
         self.n_substeps = max(1, round(1 / (self.config.control_hz * self.model.opt.timestep)))
-        self.max_steps = max(1, round(self.task.max_steps * self.config.step_budget_scale * self.config.control_hz / 10))
+        self.max_steps = max(1,
+                             round(self.task.max_steps * self.config.step_budget_scale * self.config.control_hz / 10))
         self._index_model()
         self._nominal = dict(mass=self.model.body_mass.copy(), friction=self.model.geom_friction.copy(),
                              rgba=self.model.geom_rgba.copy(), cam_pos=self.model.cam_pos.copy(),
@@ -265,7 +278,8 @@ class FrankaTabletopEnv(gym.Env):
         self._cube_body = {c: bid(f'cube_{c}') for c in CUBE_COLOURS}
         self._distractor_qpos = [m.jnt_qposadr[jid(f'distractor_{i}')] for i in range(MAX_DISTRACTORS)]
         self._knob_geom = gid('drawer_knob')
-        robot_bodies = {b for b in range(m.nbody) if mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b).startswith('panda0_')}
+        robot_bodies = {b for b in range(m.nbody) if mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY,
+                                                                       b).startswith('panda0_')}
         self._robot_geom = np.isin(m.geom_bodyid, list(robot_bodies))
         self._left_geom = m.geom_bodyid == bid('panda0_leftfinger')
         self._right_geom = m.geom_bodyid == bid('panda0_rightfinger')
@@ -291,7 +305,8 @@ class FrankaTabletopEnv(gym.Env):
     def ee_rot(self) -> np.ndarray: return self.data.site_xmat[self._ee_site].reshape(3, 3).copy()
     @property
     def gripper_width(self) -> float: return float(self.data.qpos[self._finger_qpos].sum())
-    def cube_pos(self, colour:str) -> np.ndarray: return self.data.qpos[self._cube_qpos[colour]:self._cube_qpos[colour]+3].copy()
+    def cube_pos(self,
+                 colour:str) -> np.ndarray: return self.data.qpos[self._cube_qpos[colour]:self._cube_qpos[colour]+3].copy()
     @property
     def drawer_opening(self) -> float: return float(self.data.qpos[self._drawer_qpos])
     @property
@@ -304,9 +319,11 @@ class FrankaTabletopEnv(gym.Env):
     def goal_positions(self) -> np.ndarray:
         "Where the task's object is and where it must go, (6,): the target cube (or drawer knob), then its destination."
         t = self.task
-        if t.skill == 'open_drawer': obj = self.knob_pos; return np.concatenate([obj, obj - [DRAWER_OPEN_GOAL - self.drawer_opening, 0, 0]])
+        if t.skill == 'open_drawer':
+            obj = self.knob_pos; return np.concatenate([obj, obj - [DRAWER_OPEN_GOAL - self.drawer_opening, 0, 0]])
         obj = self.cube_pos(t.target)
-        dest = {'lift': obj + [0, 0, 0.08], 'push_to_marker': self.marker_pos, 'place_in_bowl': self.bowl_pos}.get(t.skill)
+        dest = {'lift': obj + [0, 0, 0.08], 'push_to_marker': self.marker_pos,
+                'place_in_bowl': self.bowl_pos}.get(t.skill)
         if dest is None: dest = self.cube_pos(t.base) + [0, 0, 2 * CUBE_HALF]  # stack
         return np.concatenate([obj, dest])
 
@@ -346,7 +363,8 @@ class FrankaTabletopEnv(gym.Env):
         m.cam_pos[:] = nom['cam_pos']; m.light_pos[:] = nom['light_pos']; m.light_dir[:] = nom['light_dir']
         m.light_diffuse[:] = nom['light_diffuse']
         for c, g in self._cube_geom.items():
-            m.geom_rgba[g, :3] = np.clip(nom['rgba'][g, :3] + rng.normal(0, s.colour, 3), 0, 1) if s.colour else nom['rgba'][g, :3]
+            m.geom_rgba[g, :3] = np.clip(nom['rgba'][g, :3] + rng.normal(0, s.colour, 3), 0,
+                                         1) if s.colour else nom['rgba'][g, :3]
             if s.dynamics:
                 m.body_mass[self._cube_body[c]] *= 1 + rng.uniform(-s.dynamics, s.dynamics)
                 m.geom_friction[g, 0] *= 1 + rng.uniform(-s.dynamics, s.dynamics)
@@ -402,8 +420,10 @@ class FrankaTabletopEnv(gym.Env):
         if self.outcome is None: raise RuntimeError("call reset() before step()")
         if self.outcome != 'running': raise RuntimeError(f"episode already ended ({self.outcome}); call reset()")
         a = np.asarray(action, dtype=np.float64)
-        if a.shape != (7,): raise ValueError(f"action must have shape (7,) [dx dy dz droll dpitch dyaw gripper], got {a.shape}")
-        if not np.isfinite(a).all(): raise ValueError(f"action has non-finite values at {np.flatnonzero(~np.isfinite(a)).tolist()}: {a}")
+        if a.shape != (7,):
+            raise ValueError(f"action must have shape (7,) [dx dy dz droll dpitch dyaw gripper], got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"action has non-finite values at {np.flatnonzero(~np.isfinite(a)).tolist()}: {a}")
         a = np.clip(a, -1, 1)
         m, d, cfg = self.model, self.data, self.config
         target = np.clip(self.ee_pos + a[:3] * cfg.max_pos_step, *WORKSPACE)
@@ -489,7 +509,8 @@ class FrankaTabletopEnv(gym.Env):
             return
         if self.task.grasps and self._was_held and none:
             p = self.data.geom_xpos[obj]
-            if self.task.skill == 'open_drawer' or (p[2] > CUBE_HALF + 0.015 and not self._above_goal(p)): return self._fail('drop')
+            if self.task.skill == 'open_drawer' or (p[2] > CUBE_HALF + 0.015 and not self._above_goal(p)):
+                return self._fail('drop')
             self._was_held = False  # set down on the table, or released over the goal: not (yet) a failure
         if (self.task.grasps and self._gripper_cmd > 0 and self.gripper_width < 0.006
                 and not (touch['left'] | touch['right']) & self._graspable_geoms):
@@ -580,7 +601,8 @@ class ScriptedExpert:
         up = np.array([0, 0, 1.0])
         if t.skill == 'open_drawer':
             k = e.knob_pos + self.offset + np.array([-0.018, 0, 0])  # grasp the outer half of the knob, clear of the cabinet
-            return [Waypoint(k + 0.08 * up, -1), Waypoint(k - 0.012 * up, -1, 0.008), Waypoint(k - 0.012 * up, 1, 0.03, 4),
+            return [Waypoint(k + 0.08 * up, -1), Waypoint(k - 0.012 * up, -1, 0.008),
+                    Waypoint(k - 0.012 * up, 1, 0.03, 4),
                     Waypoint(k - 0.012 * up + np.array([-0.06, 0, 0]), 1, 0.0)]
         p = e.cube_pos(t.target)
         if t.skill == 'push_to_marker':
@@ -588,9 +610,11 @@ class ScriptedExpert:
             u = np.append((goal - p)[:2] / (np.linalg.norm((goal - p)[:2]) + 1e-9), 0)
             behind = p - (CUBE_HALF + 0.03) * u
             behind[2] = 0.018
-            return [Waypoint(behind + 0.08 * up, 1), Waypoint(behind, 1, 0.008), Waypoint(goal - (CUBE_HALF + 0.008) * u + [0, 0, 0.018 - goal[2]], 1, 0.0, speed=0.5)]
+            return [Waypoint(behind + 0.08 * up, 1), Waypoint(behind, 1, 0.008),
+                    Waypoint(goal - (CUBE_HALF + 0.008) * u + [0, 0, 0.018 - goal[2]], 1, 0.0, speed=0.5)]
         g = p + self.offset + np.array([0, 0, -0.004])
-        grasp = [Waypoint(g + 0.1 * up, -1), Waypoint(g, -1, 0.008), Waypoint(g, 1, 0.03, 5), Waypoint(g * [1, 1, 0] + 0.16 * up, 1, 0.02)]
+        grasp = [Waypoint(g + 0.1 * up, -1), Waypoint(g, -1, 0.008), Waypoint(g, 1, 0.03, 5),
+                 Waypoint(g * [1, 1, 0] + 0.16 * up, 1, 0.02)]
         if t.skill == 'lift': return grasp
         if t.skill == 'place_in_bowl': dest = e.bowl_pos * [1, 1, 0] + 0.09 * up
         else: dest = e.cube_pos(t.base) + np.array([0, 0, 2 * CUBE_HALF + 0.012])
@@ -633,7 +657,8 @@ def run_episode(env:FrankaTabletopEnv, # the env
                 max_steps:int|None=None, # end after this many steps even if the episode still runs
                ) -> dict:
     "Run one episode; return the final `info` (`outcome` is 'running' if `act` or `max_steps` ended it early)."
-    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1):
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps,
+                                                                                (int, np.integer)) or max_steps < 1):
         raise ValueError(f"run_episode: max_steps must be None or an integer ≥ 1, got {max_steps!r}")
     obs, info = env.reset(seed=seed)
     if on_reset is not None: on_reset(obs, info)

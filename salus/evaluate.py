@@ -16,10 +16,12 @@ from torch import nn
 
 from .base import BASELINE_NAMES, BASELINE_SIGNALS, CONTROLS, check_registry, derive_seed, episode_starts
 from .data import EpisodeStore
-from .metrics import (EpisodeSummary, EvaluationError, RankedScores, Unit, early_cutoffs, early_max, threshold_sweep,
+from .metrics import (EpisodeSummary, EvaluationError, RankedScores, Unit, early_cutoffs, early_max,
+                           threshold_sweep,
                            hierarchical_bootstrap, running_max, summarise_episodes)
 from .report import fmt_paired, fmt_value, round_metrics
-from .predictor import (FailurePredictor, check_loss, PredictorConfig, SignalEpisodes, TrainConfig, conformal_quantile, episode_steps,
+from .predictor import (FailurePredictor, check_loss, PredictorConfig, SignalEpisodes, TrainConfig,
+                             conformal_quantile, episode_steps,
                              fit_temperature, load_predictor, load_signal_episodes, split_episodes, train_predictor)
 
 # %% auto #0
@@ -53,7 +55,8 @@ def precision_recall_f1(predicted:np.ndarray, labels:np.ndarray) -> tuple[float,
 def balanced_accuracy(predicted:np.ndarray, labels:np.ndarray) -> tuple[float, float, float]:
     "(TPR, TNR, their mean) of binary predictions; needs both classes."
     p, y = _check_pair(predicted, labels, 'balanced_accuracy')
-    if y.all() or not y.any(): raise EvaluationError(f"balanced_accuracy: undefined with one class only ({int(y.sum())} positives of {len(y)})")
+    if y.all() or not y.any():
+        raise EvaluationError(f"balanced_accuracy: undefined with one class only ({int(y.sum())} positives of {len(y)})")
     tpr, tnr = float(p[y].mean()), float((~p[~y]).mean())
     return tpr, tnr, (tpr + tnr) / 2
 
@@ -71,7 +74,8 @@ def roc_curve(scores:np.ndarray, labels:np.ndarray, max_points:int|None=None) ->
     "(fpr, tpr) at every distinct score threshold, from (0, 0); thinned to about `max_points` points (for plots) if given."
     s, y = np.asarray(scores, float).ravel(), np.asarray(labels).ravel().astype(bool)
     if len(s) != len(y) or not len(s): raise EvaluationError(f"roc_curve: {len(s)} scores, {len(y)} labels")
-    if y.all() or not y.any(): raise EvaluationError(f"roc_curve: undefined with one class only ({int(y.sum())} positives of {len(y)})")
+    if y.all() or not y.any():
+        raise EvaluationError(f"roc_curve: undefined with one class only ({int(y.sum())} positives of {len(y)})")
     s, y, last, tp = threshold_sweep(s, y)
     tpr, fpr = np.r_[0, tp / y.sum()], np.r_[0, np.cumsum(~y)[last] / (~y).sum()]
     if max_points and len(tpr) > max_points:
@@ -98,19 +102,25 @@ class EpisodeScores:
     overall: np.ndarray|None = None  # (N,) the overall score that episodes are ranked and alarmed by (default: the last column)
 
     def __post_init__(self):
-        if self.scores.shape != self.labels.shape: raise EvaluationError(f"scores {self.scores.shape} ≠ labels {self.labels.shape}")
+        if self.scores.shape != self.labels.shape:
+            raise EvaluationError(f"scores {self.scores.shape} ≠ labels {self.labels.shape}")
         if not np.isfinite(self.scores).all(): raise EvaluationError("scores: non-finite values")
-        if self.overall is None: self.overall = self.scores[:, -1] if self.scores.ndim == 2 and self.scores.shape[1] else np.zeros(len(self.scores))
+        if self.overall is None:
+            self.overall = self.scores[:,
+                                       -1] if self.scores.ndim == 2 and self.scores.shape[1] else np.zeros(len(self.scores))
         self.overall = np.asarray(self.overall, np.float64)
-        if self.overall.shape != (len(self.scores),): raise EvaluationError(f"overall scores {self.overall.shape} ≠ ({len(self.scores)},) steps")
+        if self.overall.shape != (len(self.scores),):
+            raise EvaluationError(f"overall scores {self.overall.shape} ≠ ({len(self.scores)},) steps")
         if not np.isfinite(self.overall).all(): raise EvaluationError("overall scores: non-finite values")
-        if len(self.episode_ends) and self.episode_ends[-1] != len(self.scores): raise EvaluationError("episode_ends do not match the steps")
+        if len(self.episode_ends) and self.episode_ends[-1] != len(self.scores):
+            raise EvaluationError("episode_ends do not match the steps")
         E = len(self.episode_ends)
         if self.task is None: self.task = np.full(E, '', dtype=object)
         if self.budget is None: self.budget = np.full(E, int(self.lengths.max()) if E else 1, np.int64)
         if self.ids is None: self.ids = np.arange(E)
         for name in ('failed', 'failure_step', 'task', 'budget', 'ids'):
-            if len(getattr(self, name)) != E: raise EvaluationError(f"EpisodeScores.{name} has {len(getattr(self, name))} entries for {E} episodes")
+            if len(getattr(self, name)) != E:
+                raise EvaluationError(f"EpisodeScores.{name} has {len(getattr(self, name))} entries for {E} episodes")
 
     @property
     def n_episodes(self) -> int: return len(self.episode_ends)
@@ -143,25 +153,31 @@ class EpisodeScores:
     def _fields(self, idx) -> dict:
         pick = lambda v: None if v is None else v[idx]
         return dict(failed=self.failed[idx], failure_step=self.failure_step[idx], failure_type=pick(self.failure_type),
-                    task=self.task[idx], budget=self.budget[idx], ids=self.ids[idx], step_thresholds=pick(self.step_thresholds),
+                    task=self.task[idx], budget=self.budget[idx], ids=self.ids[idx],
+                    step_thresholds=pick(self.step_thresholds),
                     conformal=None if self.conformal is None else {a: t[idx] for a, t in self.conformal.items()})
 
     @classmethod
     def concat(cls, parts:Sequence['EpisodeScores']) -> 'EpisodeScores':
         "Several sets of episodes (e.g. one per cross-fitting fold) as one, in order."
         if not parts: raise EvaluationError("EpisodeScores.concat: nothing to concatenate")
-        cat = lambda f: None if any(getattr(p, f) is None for p in parts) else np.concatenate([getattr(p, f) for p in parts])
+        cat = lambda f: None if any(getattr(p,
+                                            f) is None for p in parts) else np.concatenate([getattr(p,
+                                                                                                    f) for p in parts])
         conformal = None
         if all(p.conformal is not None for p in parts) and len({tuple(p.conformal) for p in parts}) == 1:
             conformal = {a: np.concatenate([p.conformal[a] for p in parts]) for a in parts[0].conformal}
-        return cls(cat('scores'), cat('labels'), np.cumsum(cat('lengths')), cat('failed'), cat('failure_step'), parts[0].control_hz,
-                   cat('failure_type'), cat('task'), cat('budget'), cat('ids'), conformal, cat('step_thresholds'), cat('overall'))
+        return cls(cat('scores'), cat('labels'), np.cumsum(cat('lengths')), cat('failed'), cat('failure_step'),
+                   parts[0].control_hz,
+                   cat('failure_type'), cat('task'), cat('budget'), cat('ids'), conformal, cat('step_thresholds'),
+                   cat('overall'))
 
     def subset(self, episodes:Sequence[int]) -> 'EpisodeScores':
         "The given episodes (positions 0..E-1), in the given order."
         idx = np.asarray(episodes, np.int64)
         steps = episode_steps(self.episode_ends, idx)
-        return EpisodeScores(self.scores[steps], self.labels[steps], np.cumsum(self.lengths[idx]), control_hz=self.control_hz,
+        return EpisodeScores(self.scores[steps], self.labels[steps], np.cumsum(self.lengths[idx]),
+                             control_hz=self.control_hz,
                              overall=self.overall[steps], **self._fields(idx))
 
 def episode_metrics(es:EpisodeScores, thresholds:dict[float, float]|None=None, # α → conformal threshold (default: the episodes' own)
@@ -175,7 +191,8 @@ class StepSummary:
     "One scorer's step scores on a set of episodes, per horizon, for the step-level metrics under any episode weights."
     def __init__(self, es:EpisodeScores, horizon_names:Sequence[str]):
         if es.step_thresholds is None: raise EvaluationError("StepSummary: the scores carry no step thresholds")
-        if len(horizon_names) != es.scores.shape[1]: raise EvaluationError(f"{len(horizon_names)} horizon names for {es.scores.shape[1]} columns")
+        if len(horizon_names) != es.scores.shape[1]:
+            raise EvaluationError(f"{len(horizon_names)} horizon names for {es.scores.shape[1]} columns")
         self.names, self.lengths, self.failed = list(horizon_names), es.lengths, es.failed
         self.step_episode = np.repeat(np.arange(es.n_episodes), self.lengths)
         starts = episode_starts(es.episode_ends)
@@ -198,18 +215,21 @@ class StepSummary:
             false_alarms = float((fa[ok] * w[ok]).sum() / w[ok].sum()) if w[ok].sum() > 0 else None
             tp, fp, fn = (ws * (above & y)).sum(), (ws * (above & ~y)).sum(), (ws * (~above & y)).sum()
             if tp + fn <= 0 or (ws * ~y).sum() <= 0:
-                out[name] = dict(auroc=None, auprc=None, precision=None, recall=None, f1=None, false_alarms_per_success=false_alarms); continue
+                out[name] = dict(auroc=None, auprc=None, precision=None, recall=None, f1=None,
+                                 false_alarms_per_success=false_alarms); continue
             precision = float(tp / (tp + fp)) if tp + fp > 0 else 0.0
             recall = float(tp / (tp + fn))
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            out[name] = dict(auroc=ranked.auc(ws), auprc=ranked.average_precision(ws), precision=precision, recall=recall, f1=f1,
+            out[name] = dict(auroc=ranked.auc(ws), auprc=ranked.average_precision(ws), precision=precision,
+                             recall=recall, f1=f1,
                              false_alarms_per_success=false_alarms)
         return out
 
 def step_metrics(es:EpisodeScores, thresholds:np.ndarray|None, # (H,) per-horizon thresholds chosen on validation steps (default: the episodes' own)
                  horizon_names:Sequence[str]) -> dict[str, dict[str, float|None]]:
     "The seeds' step-level metrics per horizon; None where undefined (no positive or no negative steps)."
-    if thresholds is not None: es = replace(es, step_thresholds=np.tile(np.asarray(thresholds, float), (es.n_episodes, 1)))
+    if thresholds is not None:
+        es = replace(es, step_thresholds=np.tile(np.asarray(thresholds, float), (es.n_episodes, 1)))
     return StepSummary(es, horizon_names).metrics()
 
 # %% ../nbs/06_evaluate.ipynb #b55f6f9f
@@ -222,7 +242,8 @@ def task_budgets(tasks:Sequence[str], control_hz:float, budget_steps:int|dict[st
         if isinstance(budget_steps, dict) and t in budget_steps: out.append(int(budget_steps[t]))
         elif isinstance(budget_steps, (int, np.integer)): out.append(int(budget_steps))
         elif t in TASKS: out.append(max(1, round(TASKS[t].max_steps * control_hz / 10)))
-        else: raise EvaluationError(f"no step budget for task {t!r}: give budget_steps (one for all tasks, or per task), "
+        else:
+            raise EvaluationError(f"no step budget for task {t!r}: give budget_steps (one for all tasks, or per task), "
                                     f"or store it in the store's attrs as 'budget_steps'")
     return np.asarray(out, np.int64)
 
@@ -235,7 +256,8 @@ class EvalData:
 
     def __post_init__(self):
         if self.budget is None: raise EvaluationError("EvalData needs each episode's step budget")
-        if len(self.budget) != self.episodes.n_episodes: raise EvaluationError(f"{len(self.budget)} budgets for {self.episodes.n_episodes} episodes")
+        if len(self.budget) != self.episodes.n_episodes:
+            raise EvaluationError(f"{len(self.budget)} budgets for {self.episodes.n_episodes} episodes")
 
     def steps(self, episodes:Sequence[int]) -> np.ndarray:
         "Indices of the steps of the given episodes, in order."
@@ -283,10 +305,12 @@ def early_detection_auc(step_scores:np.ndarray, # (N,) per-step scores of `episo
                        ) -> float|None:
     "Early-detection AUC (`budget` cutoff at q) of per-step scores on these episodes; None where undefined."
     e, idx = data.episodes, np.asarray(episodes, np.int64)
-    if by not in ('macro', 'pooled'): raise EvaluationError(f"early_detection_auc: by must be 'macro' or 'pooled', got {by!r}")
+    if by not in ('macro', 'pooled'):
+        raise EvaluationError(f"early_detection_auc: by must be 'macro' or 'pooled', got {by!r}")
     lengths = e.lengths[idx]
     ends = np.cumsum(lengths)
-    early = early_max(running_max(step_scores, ends), ends, early_cutoffs(lengths, q, 'budget', budgets=data.budget[idx]))
+    early = early_max(running_max(step_scores, ends), ends,
+                      early_cutoffs(lengths, q, 'budget', budgets=data.budget[idx]))
     failed, task = e.failed[idx], np.asarray(e.meta['task'])[idx]
     if by == 'pooled': return RankedScores(early, failed).auc()
     aucs = [a for t in np.unique(task) if (a := RankedScores(early[task == t], failed[task == t]).auc()) is not None]
@@ -306,18 +330,24 @@ class SalusScorer(Scorer):
                  q:float=0.25, # the early-detection fraction of `select_by` 'macro' / 'pooled'
                  task_contexts:Sequence[int]|None=None, # candidates for `config.task_context`, chosen with the architecture (default: config's)
                  encoder:Callable[[Sequence[str]], np.ndarray]|None=None): # instructions → embeddings for a task context (default: MiniLM)
-        if (model is None) == (config is None): raise EvaluationError("SalusScorer: give a trained model or a config to train, not both")
-        if select_by not in SELECTION: raise EvaluationError(f"SalusScorer: select_by must be one of {SELECTION}, got {select_by!r}")
+        if (model is None) == (config is None):
+            raise EvaluationError("SalusScorer: give a trained model or a config to train, not both")
+        if select_by not in SELECTION:
+            raise EvaluationError(f"SalusScorer: select_by must be one of {SELECTION}, got {select_by!r}")
         self.model, self.config, self.train_config = model, config, train_config or TrainConfig()
         self.architectures = list(architectures) if architectures else ([config.arch] if config is not None else [])
         has_episode = (config or getattr(model, 'config', None)).episode_output
         self.readouts = list(readouts) if readouts else ['episode' if has_episode else 'horizon']
-        if bad := [r for r in self.readouts if r not in READOUTS]: raise EvaluationError(f"SalusScorer: unknown readout(s) {bad}; one of {READOUTS}")
-        if 'episode' in self.readouts and not has_episode: raise EvaluationError("SalusScorer: readout 'episode' needs a predictor with episode_output")
-        if select_by == 'auroc' and len(self.readouts) > 1: raise EvaluationError("SalusScorer: choosing a readout needs select_by 'macro' or 'pooled'")
+        if bad := [r for r in self.readouts if r not in READOUTS]:
+            raise EvaluationError(f"SalusScorer: unknown readout(s) {bad}; one of {READOUTS}")
+        if 'episode' in self.readouts and not has_episode:
+            raise EvaluationError("SalusScorer: readout 'episode' needs a predictor with episode_output")
+        if select_by == 'auroc' and len(self.readouts) > 1:
+            raise EvaluationError("SalusScorer: choosing a readout needs select_by 'macro' or 'pooled'")
         self.select_by, self.q, self.readout = select_by, q, self.readouts[0]
         self.task_contexts = [int(k) for k in task_contexts] if task_contexts else [(config or model.config).task_context]
-        if bad := [k for k in self.task_contexts if k < 0]: raise EvaluationError(f"SalusScorer: task contexts must be ≥ 0, got {bad}")
+        if bad := [k for k in self.task_contexts if k < 0]:
+            raise EvaluationError(f"SalusScorer: task contexts must be ≥ 0, got {bad}")
         self.encoder = encoder
         self.chosen: dict|None = None  # after fit: the kept architecture and readout and every candidate's validation number
     def _episodes(self, data, k:int) -> SignalEpisodes:
@@ -331,7 +361,9 @@ class SalusScorer(Scorer):
         return data.episodes
     def _overall(self, model, sub, readout) -> tuple[np.ndarray, np.ndarray]:
         horizon, episode = model.predict_episodes_all(sub)
-        return horizon[:, :, -1].astype(np.float64), (horizon[:, -1, -1] if readout == 'horizon' else episode[:, -1]).astype(np.float64)
+        return horizon[:, :,
+                       -1].astype(np.float64), (horizon[:, -1, -1] if readout == 'horizon' else episode[:,
+                                                                                                        -1]).astype(np.float64)
     def fit(self, data, train, val, seed=0):
         if self.config is None: return self  # trained already
         candidates, skipped = {}, []
@@ -339,26 +371,34 @@ class SalusScorer(Scorer):
             e = self._episodes(data, k)
             if k and (n := len(np.unique(e.context[np.asarray(train, np.int64)], axis=0))) <= k:
                 skipped.append(k)   # k principal components need more than k distinct training instructions
-                warnings.warn(f"SalusScorer: task_context={k} skipped: the training episodes hold {n} distinct instructions")
+                warnings.warn(f"SalusScorer: task_context={k} skipped: the training episodes hold {n} "
+                              f"distinct instructions")
                 continue
             for arch in self.architectures:
                 config = replace(self.config, arch=arch, task_context=k)
                 model, _ = train_predictor(e, train, val, config, replace(self.train_config, seed=seed), progress=False)
                 for readout in self.readouts:
                     if self.select_by == 'auroc': value = validation_auroc(model, e.subset(val))
-                    else: value = early_detection_auc(self._overall(model, e.subset(val), readout)[1], data, val, self.q, self.select_by)
+                    else:
+                        value = early_detection_auc(self._overall(model, e.subset(val), readout)[1], data, val, self.q,
+                                                    self.select_by)
                     candidates[arch, readout, k] = (model, value)
-        if not candidates: raise EvaluationError(f"SalusScorer: no task context of {self.task_contexts} fits the training episodes' instructions")
+        if not candidates:
+            raise EvaluationError(f"SalusScorer: no task context of {self.task_contexts} fits the training "
+                                  f"episodes' instructions")
         best = max(candidates, key=lambda c: -1 if candidates[c][1] is None else candidates[c][1])   # ties: the first candidate
         self.model, self.readout = candidates[best][0], best[1]
         name = lambda a, r, k: '/'.join([a] + ([r] if self.select_by != 'auroc' else []) + ([f'task{k}'] if len(self.task_contexts) > 1 else []))
-        self.chosen = {'arch': best[0], 'readout': best[1], f'val_{self.select_by}': {name(*c): v for c, (_, v) in candidates.items()}}
-        if len(self.task_contexts) > 1: self.chosen.update(task_context=best[2], **({'task_contexts_skipped': skipped} if skipped else {}))
+        self.chosen = {'arch': best[0], 'readout': best[1],
+                       f'val_{self.select_by}': {name(*c): v for c, (_, v) in candidates.items()}}
+        if len(self.task_contexts) > 1:
+            self.chosen.update(task_context=best[2], **({'task_contexts_skipped': skipped} if skipped else {}))
         fit_temperature(self.model, self._episodes(data, best[2]), val)
         return self
     def score(self, data, episodes):
         if self.model is None: raise EvaluationError("SalusScorer: call fit before score")
-        return self._overall(self.model, self._episodes(data, self.model.config.task_context).subset(episodes), self.readout)
+        return self._overall(self.model, self._episodes(data, self.model.config.task_context).subset(episodes),
+                             self.readout)
 
 # %% ../nbs/06_evaluate.ipynb #59f9b797
 class SignalScorer(Scorer):
@@ -369,7 +409,8 @@ class SignalScorer(Scorer):
         self.description = f"the raw signal `{signal}`" + (", oriented on the training episodes" if orient else '')
     def _column(self, data, episodes):
         names = data.episodes.signal_names
-        if self.signal not in names: raise EvaluationError(f"scorer {self.name!r} needs signal {self.signal!r}; the store has {names}")
+        if self.signal not in names:
+            raise EvaluationError(f"scorer {self.name!r} needs signal {self.signal!r}; the store has {names}")
         return data.episodes.signals[data.steps(episodes), names.index(self.signal)].astype(np.float64)
     def fit(self, data, train, val, seed=0):
         if not self.orient: return self
@@ -386,7 +427,8 @@ class SignalScorer(Scorer):
     def score(self, data, episodes): return _tile(self.sign * self._column(data, episodes), len(data.episodes.horizons))
 
 def _elapsed(data, episodes) -> np.ndarray:
-    return np.concatenate([np.arange(n) for n in data.episodes.lengths[np.asarray(episodes, np.int64)]]) if len(episodes) else np.zeros(0)
+    return np.concatenate([np.arange(n) for n in data.episodes.lengths[np.asarray(episodes,
+                                                                                  np.int64)]]) if len(episodes) else np.zeros(0)
 
 class ElapsedScorer(Scorer):
     name, description = 'elapsed', 'confound control: the step index (failures run to the time limit)'
@@ -402,7 +444,8 @@ class TaskPriorScorer(Scorer):
         return self
     def prior(self, data, episodes) -> np.ndarray:
         "(E,) each episode's task's training failure rate (the overall rate for a task not among the training episodes)."
-        return np.array([self.rates.get(str(t), self.overall) for t in np.asarray(data.episodes.meta['task'])[np.asarray(episodes, np.int64)]])
+        return np.array([self.rates.get(str(t),
+                                        self.overall) for t in np.asarray(data.episodes.meta['task'])[np.asarray(episodes, np.int64)]])
     def score(self, data, episodes):
         e = data.episodes
         return _tile(np.repeat(self.prior(data, episodes), e.lengths[np.asarray(episodes, np.int64)]), len(e.horizons))
@@ -414,10 +457,12 @@ def _standardiser(x:np.ndarray):
 def _fit_logistic(x:np.ndarray, y:np.ndarray) -> list:
     "One class-balanced logistic regression per label column (None for a column with one class)."
     from sklearn.linear_model import LogisticRegression
-    return [None if y[:, h].all() or not y[:, h].any() else LogisticRegression(class_weight='balanced', max_iter=1000).fit(x, y[:, h])
+    return [None if y[:, h].all() or not y[:, h].any() else LogisticRegression(class_weight='balanced',
+                                                                               max_iter=1000).fit(x, y[:, h])
             for h in range(y.shape[1])]
 
-def _decide(models, x) -> np.ndarray: return np.stack([m.decision_function(x) if m is not None else np.zeros(len(x)) for m in models], 1)
+def _decide(models,
+            x) -> np.ndarray: return np.stack([m.decision_function(x) if m is not None else np.zeros(len(x)) for m in models], 1)
 
 class LogRegScorer(Scorer):
     name, description = 'logreg', 'logistic regression on the signal vector, per horizon, class-balanced'
@@ -434,7 +479,8 @@ class ElapsedTaskPriorScorer(Scorer):
     name, description = 'elapsed_task_prior', 'confound control: logistic regression on the step index and the task prior, per horizon'
     def _x(self, data, episodes):
         e = data.episodes
-        return np.c_[_elapsed(data, episodes), np.repeat(self.prior.prior(data, episodes), e.lengths[np.asarray(episodes, np.int64)])]
+        return np.c_[_elapsed(data, episodes),
+                     np.repeat(self.prior.prior(data, episodes), e.lengths[np.asarray(episodes, np.int64)])]
     def fit(self, data, train, val, seed=0):
         self.prior = TaskPriorScorer().fit(data, train, val, seed)
         x = self._x(data, train)
@@ -444,11 +490,13 @@ class ElapsedTaskPriorScorer(Scorer):
     def score(self, data, episodes): return _decide(self.models, self.norm(self._x(data, episodes)))
 
 # %% ../nbs/06_evaluate.ipynb #2f7901b9
-def _mlp(d_in, hidden, d_out): return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+def _mlp(d_in, hidden, d_out): return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                                    nn.ReLU(), nn.Linear(hidden, d_out))
 
 class RNDScorer(Scorer):
     name, description = 'rnd', 'random network distillation error on the VLA embedding (trained on training episodes)'
-    def __init__(self, epochs:int=30, hidden:int=128, out:int=32, batch_size:int=256): self.epochs, self.hidden, self.out, self.bs = epochs, hidden, out, batch_size
+    def __init__(self, epochs:int=30, hidden:int=128, out:int=32,
+                 batch_size:int=256): self.epochs, self.hidden, self.out, self.bs = epochs, hidden, out, batch_size
     def fit(self, data, train, val, seed=0):
         torch.manual_seed(seed)
         x = data.embedding(train)
@@ -457,7 +505,8 @@ class RNDScorer(Scorer):
         for p in self.target.parameters(): p.requires_grad_(False)
         xt = torch.as_tensor(self.norm(x), dtype=torch.float32)
         opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
-        _train_early_stopped(self.net, opt, len(xt), lambda b: (self.net(xt[b]) - self.target(xt[b])).pow(2).mean(), None,
+        _train_early_stopped(self.net, opt, len(xt), lambda b: (self.net(xt[b]) - self.target(xt[b])).pow(2).mean(),
+                             None,
                              has_val=False, epochs=self.epochs, patience=1, batch_size=self.bs, seed=seed)  # no validation: every epoch
         return self
     @torch.no_grad()
@@ -488,7 +537,8 @@ def _train_early_stopped(net:nn.Module, opt, n:int, # training items, drawn in m
 
 class SafeMLPScorer(Scorer):
     name, description = 'safe_mlp', "SAFE-like MLP on the VLA embedding, trained per step on the episode's outcome"
-    def __init__(self, epochs:int=40, hidden:int=128, patience:int=5, batch_size:int=256): self.epochs, self.hidden, self.patience, self.bs = epochs, hidden, patience, batch_size
+    def __init__(self, epochs:int=40, hidden:int=128, patience:int=5,
+                 batch_size:int=256): self.epochs, self.hidden, self.patience, self.bs = epochs, hidden, patience, batch_size
     def fit(self, data, train, val, seed=0):
         torch.manual_seed(seed)
         e = data.episodes
@@ -496,7 +546,8 @@ class SafeMLPScorer(Scorer):
         y = np.repeat(e.failed[train], e.lengths[train]).astype(np.float32)
         yv = np.repeat(e.failed[val], e.lengths[val]).astype(np.float32)
         self.norm = _standardiser(x)
-        self.net = nn.Sequential(nn.Linear(x.shape[1], self.hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(self.hidden, 1))
+        self.net = nn.Sequential(nn.Linear(x.shape[1], self.hidden), nn.ReLU(), nn.Dropout(0.1),
+                                 nn.Linear(self.hidden, 1))
         xt, yt = torch.as_tensor(self.norm(x), dtype=torch.float32), torch.as_tensor(y)
         xvt, yvt = torch.as_tensor(self.norm(xv), dtype=torch.float32), torch.as_tensor(yv)
         pw = torch.tensor(float((1 - y).sum() / max(y.sum(), 1)))
@@ -515,14 +566,16 @@ def _padded(x:np.ndarray, lengths:np.ndarray) -> tuple[torch.Tensor, torch.Tenso
     "Concatenated steps (N, D) as a zero-padded batch (E, T_max, D) and its mask (E, T_max)."
     E, T = len(lengths), int(lengths.max()) if len(lengths) else 0
     out, mask = np.zeros((E, T, x.shape[1]), np.float32), np.zeros((E, T), bool)
-    for e, (a, n) in enumerate(zip(np.r_[0, np.cumsum(lengths)[:-1]], lengths)): out[e, :n], mask[e, :n] = x[a:a + n], True
+    for e, (a, n) in enumerate(zip(np.r_[0, np.cumsum(lengths)[:-1]], lengths)):
+        out[e, :n], mask[e, :n] = x[a:a + n], True
     return torch.as_tensor(out), torch.as_tensor(mask)
 
 class SafeScorer(Scorer):
     name = 'safe'
     def __init__(self, inputs:str='embedding', # 'embedding' (the VLA's, as SAFE) or 'signals'
                  hidden:int=128, epochs:int=200, patience:int=20, batch_size:int=32, lr:float=1e-3, weight_decay:float=1e-2):
-        if inputs not in ('embedding', 'signals'): raise EvaluationError(f"SafeScorer inputs must be 'embedding' or 'signals', got {inputs!r}")
+        if inputs not in ('embedding', 'signals'):
+            raise EvaluationError(f"SafeScorer inputs must be 'embedding' or 'signals', got {inputs!r}")
         self.inputs, self.hidden, self.epochs, self.patience, self.bs, self.lr, self.wd = inputs, hidden, epochs, patience, batch_size, lr, weight_decay
         self.description = f"SAFE (public code's indep. model): per-step MLP on the {'VLA embedding' if inputs == 'embedding' else 'signal vector'}, cumulative score, SAFE's loss"
     def _x(self, data, episodes):
@@ -544,7 +597,8 @@ class SafeScorer(Scorer):
         ft, fv = torch.as_tensor(e.failed[train]), torch.as_tensor(e.failed[val])
         self.net = nn.Sequential(nn.Linear(x.shape[1], self.hidden), nn.ReLU(), nn.Linear(self.hidden, 1))
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.wd)
-        _train_early_stopped(self.net, opt, len(xt), lambda b: self._loss(xt[b], mt[b], ft[b]), lambda: self._loss(xv, mv, fv), len(xv) > 0,
+        _train_early_stopped(self.net, opt, len(xt), lambda b: self._loss(xt[b], mt[b], ft[b]),
+                             lambda: self._loss(xv, mv, fv), len(xv) > 0,
                              self.epochs, self.patience, self.bs, seed)
         return self
     @torch.no_grad()
@@ -552,7 +606,8 @@ class SafeScorer(Scorer):
         lengths = data.episodes.lengths[np.asarray(episodes, np.int64)]
         xb, mask = _padded(self.norm(self._x(data, episodes)), lengths)
         cum = self._cumulative(xb, mask).numpy()
-        return _tile(np.concatenate([cum[i, :n] for i, n in enumerate(lengths)]) if len(lengths) else np.zeros(0), len(data.episodes.horizons))
+        return _tile(np.concatenate([cum[i, :n] for i, n in enumerate(lengths)]) if len(lengths) else np.zeros(0),
+                     len(data.episodes.horizons))
 
 class KNNFeatureScorer(Scorer):
     name, description = 'knn_features', 'kNN novelty of the standardised signal vector against the training successes (fitted per fold)'
@@ -563,16 +618,19 @@ class KNNFeatureScorer(Scorer):
         ok = np.asarray(train)[~e.failed[np.asarray(train, np.int64)]]
         x = e.signals[data.steps(ok if len(ok) else train)].astype(np.float64)
         self.norm = _standardiser(x)
-        self.novelty = FeatureNovelty(self.norm(x), k=min(self.k, len(x) - 1), max_reference=self.max_reference, dims=x.shape[1])
+        self.novelty = FeatureNovelty(self.norm(x), k=min(self.k, len(x) - 1), max_reference=self.max_reference,
+                                      dims=x.shape[1])
         return self
     def score(self, data, episodes):
-        return _tile(self.novelty.knn(self.norm(data.episodes.signals[data.steps(episodes)].astype(np.float64))), len(data.episodes.horizons))
+        return _tile(self.novelty.knn(self.norm(data.episodes.signals[data.steps(episodes)].astype(np.float64))),
+                     len(data.episodes.horizons))
 
 # %% ../nbs/06_evaluate.ipynb #88c3e11e
 BASELINES: dict[str, Callable[[], Scorer]] = {  # BASELINE_SIGNALS and CONTROLS: salus.base
     **{name: (lambda n=name, s=signal: SignalScorer(s, n)) for name, signal in BASELINE_SIGNALS.items()},
     'elapsed': ElapsedScorer, 'task_prior': TaskPriorScorer, 'elapsed_task_prior': ElapsedTaskPriorScorer,
-    'rnd': RNDScorer, 'safe': SafeScorer, 'safe_mlp': SafeMLPScorer, 'logreg': LogRegScorer, 'knn_features': KNNFeatureScorer}
+    'rnd': RNDScorer, 'safe': SafeScorer, 'safe_mlp': SafeMLPScorer, 'logreg': LogRegScorer,
+                                              'knn_features': KNNFeatureScorer}
 check_registry('baselines', BASELINES, BASELINE_NAMES)  # params.yaml is validated against salus.base's list
 
 def make_baselines(names:Sequence[str], signal_names:Sequence[str]) -> list[Scorer]:
@@ -580,7 +638,8 @@ def make_baselines(names:Sequence[str], signal_names:Sequence[str]) -> list[Scor
     unknown = [n for n in names if n not in BASELINES]
     if unknown: raise EvaluationError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
     missing = [f"{n} (needs {BASELINE_SIGNALS[n]})" for n in names if n in BASELINE_SIGNALS and BASELINE_SIGNALS[n] not in signal_names]
-    if missing: raise EvaluationError(f"baseline(s) {missing}: the store does not have those signals ({list(signal_names)})")
+    if missing:
+        raise EvaluationError(f"baseline(s) {missing}: the store does not have those signals ({list(signal_names)})")
     return [BASELINES[n]() for n in names]
 
 # %% ../nbs/06_evaluate.ipynb #2b1cea06
@@ -595,7 +654,9 @@ class NoveltyReference:
         "A `FeatureNovelty` on the references of `tasks` (default: all)."
         from salus.signals import FeatureNovelty
         keep = np.ones(len(self.tasks), bool) if tasks is None else np.isin(self.tasks, list(tasks))
-        if keep.sum() <= self.k: raise EvaluationError(f"only {int(keep.sum())} novelty references of tasks {list(tasks)}; need more than k={self.k}")
+        if keep.sum() <= self.k:
+            raise EvaluationError(f"only {int(keep.sum())} novelty references of tasks {list(tasks)}; need more "
+                                  f"than k={self.k}")
         return FeatureNovelty(self.embeddings[keep], k=self.k)
 
 def demonstration_reference(demos:EpisodeStore|str, novelty_path:str, max_steps:int) -> NoveltyReference:
@@ -606,7 +667,9 @@ def demonstration_reference(demos:EpisodeStore|str, novelty_path:str, max_steps:
     emb, k = saved.raw_reference, saved.k
     # the steps `salus.collect.demo_embeddings` embeds: up to `max_steps` evenly spaced demonstration steps
     idx = np.unique(np.linspace(0, demos.n_steps - 1, min(max_steps, demos.n_steps)).round().astype(int))
-    if len(idx) != len(emb): raise EvaluationError(f"{novelty_path}: {len(emb)} references, but {max_steps} evenly spaced steps of {demos.path} are {len(idx)}")
+    if len(idx) != len(emb):
+        raise EvaluationError(f"{novelty_path}: {len(emb)} references, but {max_steps} evenly spaced steps of "
+                              f"{demos.path} are {len(idx)}")
     tasks = np.asarray(demos.meta()['task'])[np.searchsorted(demos.episode_ends, idx, side='right')]
     return NoveltyReference(emb, tasks, k)
 
@@ -616,9 +679,12 @@ def _with_novelty(data:EvalData, novelty) -> EvalData:
     e = data.episodes
     cols = [n for n in NOVELTY_SIGNALS if n in e.signal_names]
     if not cols: return data
-    if data.embeddings is None: raise EvaluationError("refitting the novelty signals needs the VLA embeddings; the store has none")
+    if data.embeddings is None:
+        raise EvaluationError("refitting the novelty signals needs the VLA embeddings; the store has none")
     x = e.signals.copy()
-    for n in cols: x[:, e.signal_names.index(n)] = (novelty.knn if n == 'knn_novelty' else novelty.mahalanobis)(data.embeddings).astype(np.float32)
+    for n in cols:
+        x[:,
+          e.signal_names.index(n)] = (novelty.knn if n == 'knn_novelty' else novelty.mahalanobis)(data.embeddings).astype(np.float32)
     return replace(data, episodes=replace(e, signals=x))
 
 def check_novelty(data:EvalData, reference:NoveltyReference, rtol:float=1e-3, atol:float=1e-4):
@@ -629,7 +695,8 @@ def check_novelty(data:EvalData, reference:NoveltyReference, rtol:float=1e-3, at
         j = data.episodes.signal_names.index(n)
         if not np.allclose(again.signals[:, j], data.episodes.signals[:, j], rtol=rtol, atol=atol):
             worst = float(np.abs(again.signals[:, j] - data.episodes.signals[:, j]).max())
-            raise EvaluationError(f"signal {n!r} recomputed from the novelty reference differs from the store's by up to {worst:.3g}: "
+            raise EvaluationError(f"signal {n!r} recomputed from the novelty reference differs from the store's by up "
+                                  f"to {worst:.3g}: "
                                   f"the reference is not the one the collection used")
 
 def refit_novelty(data:EvalData, reference:NoveltyReference, tasks:Sequence[str]) -> EvalData:
@@ -651,8 +718,10 @@ def _episode_scores(data:EvalData, episodes:np.ndarray, scores:np.ndarray|tuple[
     scores, overall = scores if isinstance(scores, tuple) else (scores, None)
     e = data.episodes.subset(episodes)
     idx = np.asarray(episodes, np.int64)
-    return EpisodeScores(scores, e.labels[:, :, -1].astype(bool), e.episode_ends, e.failed, e.meta['failure_step'], e.control_hz,
-                         np.asarray(e.meta['failure_type'], dtype=object), np.asarray(e.meta['task'], dtype=object), data.budget[idx],
+    return EpisodeScores(scores, e.labels[:, :, -1].astype(bool), e.episode_ends, e.failed, e.meta['failure_step'],
+                         e.control_hz,
+                         np.asarray(e.meta['failure_type'], dtype=object), np.asarray(e.meta['task'], dtype=object),
+                         data.budget[idx],
                          idx if ids is None else ids[idx], overall=overall)
 
 def score_seed(data:EvalData, splits:dict[str, np.ndarray], scorer:Scorer, alphas:Sequence[float], seed:int,
@@ -671,7 +740,8 @@ def score_seed(data:EvalData, splits:dict[str, np.ndarray], scorer:Scorer, alpha
     scorer.fit(data, splits['train'], splits['val'], seed)
     val = _episode_scores(data, splits['val'], scorer.score(data, splits['val']))
     H = val.scores.shape[1]
-    step_thr = np.array([best_f1_threshold(val.scores[:, h], val.labels[:, h]) if val.labels[:, h].any() else np.inf for h in range(H)])
+    step_thr = np.array([best_f1_threshold(val.scores[:, h], val.labels[:, h]) if val.labels[:,
+                                                                                             h].any() else np.inf for h in range(H)])
     ok = np.asarray([i for i in splits['calib'] if not e.failed[i]], np.int64)
     maxes = _episode_scores(data, ok, scorer.score(data, ok)).episode_max() if len(ok) else np.zeros(0)
     # too few calibration successes give +inf (never alarm), visible in the metrics as TPR 0
@@ -692,7 +762,8 @@ def crossfit_splits(episodes:SignalEpisodes, k:int, # folds
     "k splits whose `test` parts partition the seen episodes (stratified by task and outcome)."
     if k < 2: raise EvaluationError(f"cross-fitting needs k ≥ 2 folds, got {k}")
     if set(fractions) - {'train', 'val', 'calib'} or not {'train', 'calib'} <= set(fractions):
-        raise EvaluationError(f"cross-fitting fractions name train, val and calib (the folds make the test split), got {sorted(fractions)}")
+        raise EvaluationError(f"cross-fitting fractions name train, val and calib (the folds make the test split), got "
+                              f"{sorted(fractions)}")
     split, task = np.asarray(episodes.meta['split']), np.asarray(episodes.meta['task'])
     rng = np.random.default_rng(seed)
     fold = np.full(episodes.n_episodes, -1)
@@ -723,7 +794,8 @@ def score_crossfit(data:EvalData, folds:Sequence[dict[str, np.ndarray]],
     for i, first in enumerate(per_fold[0]):
         splits = {'seen': EpisodeScores.concat([f[i].splits['seen'] for f in per_fold if 'seen' in f[i].splits])}
         if 'unseen' in first.splits: splits['unseen'] = first.splits['unseen']
-        out.append(ScoredSeed(first.scorer, splits, first.step_thresholds, first.conformal, {'folds': [f[i].info for f in per_fold]}))
+        out.append(ScoredSeed(first.scorer, splits, first.step_thresholds, first.conformal,
+                              {'folds': [f[i].info for f in per_fold]}))
     return out
 
 # %% ../nbs/06_evaluate.ipynb #03d38f0c
@@ -756,7 +828,8 @@ class ScorerFactory:
     q: float = 0.25
     task_contexts: list[int]|None = None  # SALUS's task-context candidates (default: the config's)
     def __call__(self) -> list[Scorer]:
-        return [SalusScorer(config=self.config, train_config=self.train_config, architectures=self.architectures, readouts=self.readouts,
+        return [SalusScorer(config=self.config, train_config=self.train_config, architectures=self.architectures,
+                            readouts=self.readouts,
                             select_by=self.select_by, q=self.q, task_contexts=self.task_contexts)] + \
                make_baselines(self.baselines, self.config.signal_names)
 
@@ -783,17 +856,22 @@ def score_unit(plan:EvaluationPlan, kind:str, # 'crossfit' (seen and unseen epis
                collection:int, index:int, # the seed, or the held-out fold
                split_seed:int, fit_seed:int) -> list[ScoredSeed]:
     "One unit: every scorer of `plan` fitted and scored on collection `collection`'s cross-fitting folds or held-out fold."
-    data = _load(('data', plan.stores[collection], tuple(plan.horizons_s)), lambda: load_eval_data(plan.stores[collection], plan.horizons_s))
-    reference = None if plan.novelty is None else _load(('novelty', plan.novelty), lambda: demonstration_reference(*plan.novelty))
-    if reference is not None: _load(('checked', plan.stores[collection], plan.novelty), lambda: check_novelty(data, reference) or True)
+    data = _load(('data', plan.stores[collection], tuple(plan.horizons_s)),
+                 lambda: load_eval_data(plan.stores[collection], plan.horizons_s))
+    reference = None if plan.novelty is None else _load(('novelty', plan.novelty),
+                                                        lambda: demonstration_reference(*plan.novelty))
+    if reference is not None:
+        _load(('checked', plan.stores[collection], plan.novelty), lambda: check_novelty(data, reference) or True)
     if kind == 'crossfit':
         folds = crossfit_splits(data.episodes, plan.crossfit_folds, plan.fractions, split_seed)
         return score_crossfit(data, folds, plan.make_scorers, plan.alphas, fit_seed)
     if kind != 'heldout': raise EvaluationError(f"unknown unit kind {kind!r}; 'crossfit' or 'heldout'")
     tasks = plan.heldout_tasks[index]
-    fold_data = data if reference is None else refit_novelty(data, reference, [t for t in plan.seen_tasks if t not in tasks])
+    fold_data = data if reference is None else refit_novelty(data, reference,
+                                                             [t for t in plan.seen_tasks if t not in tasks])
     sp = heldout_task_splits(fold_data.episodes, tasks, plan.fractions, split_seed)
-    return [score_seed(fold_data, sp, s, plan.alphas, fit_seed, evaluated={'heldout': 'heldout'}) for s in plan.make_scorers()]
+    return [score_seed(fold_data, sp, s, plan.alphas, fit_seed,
+                       evaluated={'heldout': 'heldout'}) for s in plan.make_scorers()]
 
 def _init_worker(threads:int):
     torch.set_num_threads(threads)
@@ -809,8 +887,10 @@ def score_units(plan:EvaluationPlan, units:Sequence[tuple[str, int, int, int, in
     if workers == 1: return [_run_unit(j) for j in tqdm(jobs, desc='units', disable=not progress)]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_init_worker, initargs=(1,)) as pool:
-        return list(tqdm(pool.map(_run_unit, jobs), total=len(jobs), desc=f'units ({workers} processes)', disable=not progress))
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_init_worker,
+                             initargs=(1,)) as pool:
+        return list(tqdm(pool.map(_run_unit, jobs), total=len(jobs), desc=f'units ({workers} processes)',
+                         disable=not progress))
 
 # %% ../nbs/06_evaluate.ipynb #6686b3ca
 def evaluation_units(seed:int, # the root seed (`params.seed`)
@@ -839,7 +919,8 @@ def step_auroc_by_type(episodes:SignalEpisodes, # the rollouts the predictors we
         prob = load_predictor(folder).predict_episodes(sub)
         for h, hn in enumerate(f'h{x:g}s' for x in sub.horizons_s):
             for k, kind in enumerate(sub.output_names):
-                rows.append(dict(seed=s, split=name, horizon=hn, type=kind, auroc=RankedScores(prob[:, h, k], sub.labels[:, h, k]).auc()))
+                rows.append(dict(seed=s, split=name, horizon=hn, type=kind,
+                                 auroc=RankedScores(prob[:, h, k], sub.labels[:, h, k]).auc()))
     return rows
 
 # %% ../nbs/06_evaluate.ipynb #bd7da7f8
@@ -871,17 +952,23 @@ def evaluate_units(scored:Sequence[Sequence[ScoredSeed]], # per unit, one Scored
     use = [(u, s) for u, s in zip(units, scored) if all(split in x.splits for x in s)]
     if not use: raise EvaluationError(f"no unit has split {split!r}")
     names = [x.scorer for x in use[0][1]]
-    if any([x.scorer for x in s] != names for _, s in use): raise EvaluationError("every unit must have the same scorers, in the same order")
+    if any([x.scorer for x in s] != names for _, s in use):
+        raise EvaluationError("every unit must have the same scorers, in the same order")
     a, q = (f'{main_alpha:g}' if main_alpha is not None else None), f'{headline_q:g}'
     if paired_metrics is None:
         paired_metrics = (f'q_auc_{q}', f'q_auc_{q}_macro', f'q_auc_{q}_survivors', 'roc_auc') + \
-                         ((f'balanced_accuracy_alpha_{a}', f'detection_time_safe_alpha_{a}', f'tpr_alpha_{a}') if a else ())
-    wanted = {('episode', m) for m in paired_metrics} | ({('step', paired_horizon, 'auroc')} if paired_horizon else set())
-    summaries = [[(x.splits[split].summary(qs=qs, headline_q=headline_q, main_alpha=main_alpha), StepSummary(x.splits[split], horizon_names))
+                         ((f'balanced_accuracy_alpha_{a}', f'detection_time_safe_alpha_{a}',
+                           f'tpr_alpha_{a}') if a else ())
+    wanted = {('episode',
+               m) for m in paired_metrics} | ({('step', paired_horizon, 'auroc')} if paired_horizon else set())
+    summaries = [[(x.splits[split].summary(qs=qs, headline_q=headline_q, main_alpha=main_alpha),
+                   StepSummary(x.splits[split], horizon_names))
                   for x in s] for _, s in use]
     def statistic(i, w):
-        return {n: {**_flatten({'episode': ep.metrics(w)}), **_flatten({'step': st.metrics(w)})} for n, (ep, st) in zip(names, summaries[i])}
-    res = hierarchical_bootstrap([u for u, _ in use], [s[0].splits[split].ids for _, s in use], statistic, bootstrap, confidence, seed,
+        return {n: {**_flatten({'episode': ep.metrics(w)}), **_flatten({'step': st.metrics(w)})} for n, (ep,
+                                                                                                         st) in zip(names, summaries[i])}
+    res = hierarchical_bootstrap([u for u, _ in use], [s[0].splits[split].ids for _, s in use], statistic, bootstrap,
+                                 confidence, seed,
                                  reference if reference in names else None, sorted(wanted), progress)
     return {'estimate': {n: _nest(v) for n, v in res['estimate'].items()},
             'paired': {n: {('step_auroc_' + k[1] if k[0] == 'step' else k[-1]): v for k, v in p.items()} for n, p in res['paired'].items()}}
@@ -902,7 +989,8 @@ def evaluate_seeds(scored:list[list[ScoredSeed]], # [seed][scorer]
 def metrics_json(results:dict, main_alpha:float=0.1) -> dict:
     "Results of `evaluate_seeds` in the `metrics/evaluate.json` schema."
     a = f'{main_alpha:g}'
-    rename = {f'detection_time_norm_median_alpha_{a}': 'detection_time_norm_median', f'lead_time_s_median_alpha_{a}': 'lead_time_s_median'}
+    rename = {f'detection_time_norm_median_alpha_{a}': 'detection_time_norm_median',
+              f'lead_time_s_median_alpha_{a}': 'lead_time_s_median'}
     out = {'episode': {}, 'step': {}, 'paired': results.get('paired', {})}
     for split, by_scorer in results.items():
         if split == 'paired': continue
@@ -919,11 +1007,13 @@ def metrics_json(results:dict, main_alpha:float=0.1) -> dict:
 def results_table(metrics:dict, split:str, horizon:str, alpha:float=0.1, q:float=0.25, reference:str='salus') -> str:
     "A markdown table of one split of `metrics/evaluate.json` (or `metrics/external.json`'s layout)."
     a, qs = f'{alpha:g}', f'{q:g}'
-    ep, st, paired = metrics['episode'].get(split, {}), metrics['step'].get(split, {}), metrics.get('paired', {}).get(split, {})
+    ep, st, paired = metrics['episode'].get(split, {}), metrics['step'].get(split, {}), metrics.get('paired',
+                                                                                                    {}).get(split, {})
     name = lambda s: f'**{s}**' if s == reference else (f'*{s}* (control)' if s in CONTROLS else s)
     two_classes = any((e.get('n_failures') or 0) < (e.get('n_episodes') or 0) for e in ep.values())
     if not two_classes:
-        rows = [f"| scorer | alarm rate on failures (α={a}) | SAFE detection time (α={a}) | step AUROC ({horizon}) |", "|---|---|---|---|"]
+        rows = [f"| scorer | alarm rate on failures (α={a}) | SAFE detection time (α={a}) | step AUROC ({horizon}) |",
+                "|---|---|---|---|"]
         order = sorted(ep, key=lambda s: (s != reference, -((st.get(s, {}).get(horizon) or {}).get('auroc') or 0)))
         for s in order:
             e, h = ep[s], (st.get(s, {}).get(horizon) or {})
@@ -931,15 +1021,19 @@ def results_table(metrics:dict, split:str, horizon:str, alpha:float=0.1, q:float
                         f"{fmt_value(e.get(f'detection_time_safe_alpha_{a}'), e.get(f'detection_time_safe_alpha_{a}_ci'))} | {fmt_value(h.get('auroc'), h.get('auroc_ci'))} |")
         return '\n'.join(rows)
     rows = [f"| scorer | q-AUC {qs} per task | SALUS − scorer (paired) | q-AUC {qs} pooled | q-AUC {qs} survivors | "
-            f"full-episode ROC-AUC (length-confounded) | balanced acc. (α={a}) | SAFE detection time (α={a}) | step AUROC ({horizon}) |",
+            f"full-episode ROC-AUC (length-confounded) | balanced acc. (α={a}) | SAFE detection time (α={a}) | step "
+            f"AUROC ({horizon}) |",
             "|---|---|---|---|---|---|---|---|---|"]
     key = f'q_auc_{qs}_macro'
     order = sorted(ep, key=lambda s: (s != reference, -(ep[s].get(key) or 0)))
     for s in order:
         e, h = ep[s], (st.get(s, {}).get(horizon) or {})
-        rows.append(f"| {name(s)} | {fmt_value(e.get(key), e.get(key + '_ci'))} | {'' if s == reference else fmt_paired(paired.get(s, {}).get(key))} | "
-                    f"{fmt_value(e.get(f'q_auc_{qs}'), e.get(f'q_auc_{qs}_ci'))} | {fmt_value(e.get(f'q_auc_{qs}_survivors'))} | "
-                    f"{fmt_value(e.get('roc_auc'))} | {fmt_value(e.get(f'balanced_accuracy_alpha_{a}'))} | {fmt_value(e.get(f'detection_time_safe_alpha_{a}'))} | "
+        rows.append(f"| {name(s)} | {fmt_value(e.get(key), e.get(key + '_ci'))} | "
+                    f"{'' if s == reference else fmt_paired(paired.get(s, {}).get(key))} | "
+                    f"{fmt_value(e.get(f'q_auc_{qs}'), e.get(f'q_auc_{qs}_ci'))} | "
+                    f"{fmt_value(e.get(f'q_auc_{qs}_survivors'))} | "
+                    f"{fmt_value(e.get('roc_auc'))} | {fmt_value(e.get(f'balanced_accuracy_alpha_{a}'))} | "
+                    f"{fmt_value(e.get(f'detection_time_safe_alpha_{a}'))} | "
                     f"{fmt_value(h.get('auroc'))} |")
     return '\n'.join(rows)
 

@@ -43,7 +43,8 @@ class LoggedEpisode:
 
 def _log_files(folder:Path) -> list[Path]:
     logs = folder/'metrics_logs'
-    if not folder.is_dir(): raise ExternalLogError(f"{folder}: no such folder (the ActProbe logs: metrics_logs/task_<i>.jsonl[.gz])")
+    if not folder.is_dir():
+        raise ExternalLogError(f"{folder}: no such folder (the ActProbe logs: metrics_logs/task_<i>.jsonl[.gz])")
     if not logs.is_dir(): raise ExternalLogError(f"{folder}: has no metrics_logs/ folder of task_<i>.jsonl[.gz] files")
     files = [p for p in logs.iterdir() if re.fullmatch(r'task_\d+\.jsonl(\.gz)?', p.name)]
     if not files: raise ExternalLogError(f"{logs}: no task_<i>.jsonl or task_<i>.jsonl.gz files")
@@ -53,21 +54,26 @@ def _parse_episode(line:str, where:str, features:Sequence[str]) -> LoggedEpisode
     try: d = json.loads(line)
     except json.JSONDecodeError as e: raise ExternalLogError(f"{where}: not a JSON object ({e.msg})") from None
     if not isinstance(d, dict): raise ExternalLogError(f"{where}: not a JSON object")
-    if missing := [k for k in _EPISODE_FIELDS if k not in d]: raise ExternalLogError(f"{where}: missing field(s) {missing}")
+    if missing := [k for k in _EPISODE_FIELDS if k not in d]:
+        raise ExternalLogError(f"{where}: missing field(s) {missing}")
     steps = d['steps']
     if not isinstance(steps, list) or not steps: raise ExternalLogError(f"{where}: 'steps' must be a non-empty list")
     if d['length'] != len(steps): raise ExternalLogError(f"{where}: length {d['length']} but {len(steps)} steps")
-    if not isinstance(d['success'], bool): raise ExternalLogError(f"{where}: 'success' must be true or false, got {d['success']!r}")
+    if not isinstance(d['success'], bool):
+        raise ExternalLogError(f"{where}: 'success' must be true or false, got {d['success']!r}")
     x = np.empty((len(steps), len(features)), np.float64)
     for t, s in enumerate(steps):
-        if not isinstance(s, dict) or s.get('t') != t: raise ExternalLogError(f"{where}: step {t} is not a step dict with t={t}")
-        if miss := [f for f in features if f not in s]: raise ExternalLogError(f"{where}: step {t} lacks feature(s) {miss}")
+        if not isinstance(s, dict) or s.get('t') != t:
+            raise ExternalLogError(f"{where}: step {t} is not a step dict with t={t}")
+        if miss := [f for f in features if f not in s]:
+            raise ExternalLogError(f"{where}: step {t} lacks feature(s) {miss}")
         try: x[t] = [float(s[f]) for f in features]
         except (TypeError, ValueError): raise ExternalLogError(f"{where}: step {t} has a non-numeric feature") from None
     if not np.isfinite(x).all():
         t, j = np.argwhere(~np.isfinite(x))[0]
         raise ExternalLogError(f"{where}: step {t}, feature {features[j]!r} is not finite ({x[t, j]})")
-    return LoggedEpisode(int(d['task_id']), int(d['episode_id']), str(d['task_description']), d['success'], x.astype(np.float32))
+    return LoggedEpisode(int(d['task_id']), int(d['episode_id']), str(d['task_description']), d['success'],
+                         x.astype(np.float32))
 
 def read_actprobe_logs(folder:str|Path, # holds metrics_logs/task_<i>.jsonl[.gz] (and optionally task_instructions.json)
                        features:Sequence[str]=ACTPROBE_FEATURES) -> list[LoggedEpisode]:
@@ -78,7 +84,8 @@ def read_actprobe_logs(folder:str|Path, # holds metrics_logs/task_<i>.jsonl[.gz]
         opener = gzip.open if p.suffix == '.gz' else open
         try:
             with opener(p, 'rt', encoding='utf-8') as f: lines = f.read().splitlines()
-        except (OSError, EOFError, UnicodeDecodeError) as e: raise ExternalLogError(f"{p}: cannot be read ({e})") from None
+        except (OSError, EOFError, UnicodeDecodeError) as e:
+            raise ExternalLogError(f"{p}: cannot be read ({e})") from None
         for i, line in enumerate(lines, 1):
             if line.strip(): out.append(_parse_episode(line, f"{p}:{i}", features))
     if not out: raise ExternalLogError(f"{folder}: the logs hold no episodes")
@@ -99,17 +106,20 @@ def write_actprobe_store(folder:str|Path, # the logs (see `read_actprobe_logs`)
     "An episode store of every logged rollout; written whole or not at all."
     path = Path(path)
     if path.exists(): raise ExternalLogError(f"{path}: already exists; delete it to rebuild it from the logs")
-    if budget_steps < 1 or not control_hz > 0: raise ExternalLogError(f"budget_steps must be ≥ 1 and control_hz > 0, got {budget_steps}, {control_hz}")
+    if budget_steps < 1 or not control_hz > 0:
+        raise ExternalLogError(f"budget_steps must be ≥ 1 and control_hz > 0, got {budget_steps}, {control_hz}")
     episodes = read_actprobe_logs(folder)
     tmp = path.with_name(path.name + '.partial')
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     schema = StoreSchema(data={'signals': ((len(ACTPROBE_FEATURES),), 'float32')}, meta=dict(EXTERNAL_META))
-    attrs = dict(kind='external', signal_names=list(ACTPROBE_FEATURES), control_hz=float(control_hz), budget_steps=int(budget_steps),
+    attrs = dict(kind='external', signal_names=list(ACTPROBE_FEATURES), control_hz=float(control_hz),
+                 budget_steps=int(budget_steps),
                  failure_types=[], source=source or str(folder))
     store = EpisodeStore.create(tmp, schema, attrs, chunk_steps=4096)
     for e in episodes:
-        store.append_episode({'signals': e.features}, dict(task=f'task_{e.task_id}', instruction=e.instruction, split='seen',
+        store.append_episode({'signals': e.features},
+                             dict(task=f'task_{e.task_id}', instruction=e.instruction, split='seen',
                              outcome='success' if e.success else 'failure', failure_type='' if e.success else 'unknown',
                              failure_step=-1 if e.success else len(e.features), episode_id=e.episode_id))
     store.close()  # releases the writer lock before the folder moves
@@ -120,7 +130,8 @@ def load_external_data(store:EpisodeStore|str|Path, horizons_s:Sequence[float]) 
     "Signals, `any`-failure labels per horizon, and step budgets of an external store."
     if not isinstance(store, EpisodeStore): store = EpisodeStore.open(store)
     attrs, meta = store.attrs, store.meta()
-    if attrs.get('kind') != 'external': raise ExternalLogError(f"{store.path}: not an external store (kind={attrs.get('kind')!r})")
+    if attrs.get('kind') != 'external':
+        raise ExternalLogError(f"{store.path}: not an external store (kind={attrs.get('kind')!r})")
     if not len(store): raise ExternalLogError(f"{store.path}: the store has no episodes")
     x = store.data('signals').astype(np.float32)
     if not np.isfinite(x).all(): raise ExternalLogError(f"{store.path}: data/signals has non-finite values")
@@ -133,7 +144,8 @@ def load_external_data(store:EpisodeStore|str|Path, horizons_s:Sequence[float]) 
         if outcome == 'success': continue
         lead = int(tf) - np.arange(e - s)
         for j, h in enumerate(horizons): labels[s:e, j, 0] = (lead > 0) & (lead <= h)
-    eps = SignalEpisodes(x, labels, ends, meta, list(attrs['signal_names']), [float(h) for h in horizons_s], horizons, hz, [], np.arange(len(ends)))
+    eps = SignalEpisodes(x, labels, ends, meta, list(attrs['signal_names']), [float(h) for h in horizons_s], horizons,
+                         hz, [], np.arange(len(ends)))
     return EvalData(eps, None, np.full(len(ends), int(attrs['budget_steps']), np.int64))
 
 # %% ../nbs/06a_external.ipynb #1769db66
@@ -159,7 +171,8 @@ def unseen_task_splits(episodes:SignalEpisodes, seed:int, n_tasks:int=3, fractio
     rng = np.random.default_rng(seed)
     task = np.asarray(episodes.meta['task'])
     tasks = sorted(set(task))
-    if not 0 < n_tasks < len(tasks): raise EvaluationError(f"unseen-task protocol: hold out 1..{len(tasks) - 1} of {len(tasks)} tasks, not {n_tasks}")
+    if not 0 < n_tasks < len(tasks):
+        raise EvaluationError(f"unseen-task protocol: hold out 1..{len(tasks) - 1} of {len(tasks)} tasks, not {n_tasks}")
     held = sorted(rng.choice(tasks, n_tasks, replace=False).tolist())
     test = np.flatnonzero(np.isin(task, held))
     train, val = _per_task_label(episodes, np.flatnonzero(~np.isin(task, held)), fractions, rng)
@@ -196,7 +209,8 @@ class ActProbeScorer(Scorer):
         steps = data.steps(idx)
         t = np.concatenate([np.arange(n) for n in e.lengths[idx]]) / 100.0 if len(idx) else np.zeros(0)
         x, mask = _padded(np.c_[self.norm(e.signals[steps][:, cols]), t].astype(np.float32), e.lengths[idx])
-        text = torch.as_tensor(self.encoder([str(s) for s in np.asarray(e.meta['instruction'])[idx]]), dtype=torch.float32)
+        text = torch.as_tensor(self.encoder([str(s) for s in np.asarray(e.meta['instruction'])[idx]]),
+                               dtype=torch.float32)
         return x, mask, text
     def _val_q_auc(self, data, val, x, mask, text) -> float|None:
         with torch.no_grad(): p = torch.sigmoid(self.net(x, text)).numpy()
@@ -207,7 +221,8 @@ class ActProbeScorer(Scorer):
         return RankedScores(early_max(running_max(scores, ends), ends, cut), data.episodes.failed[val]).auc()
     def fit(self, data, train, val, seed=0):
         e = data.episodes
-        if missing := [f for f in self.features if f not in e.signal_names]: raise EvaluationError(f"actprobe needs signal(s) {missing}; the store has {e.signal_names}")
+        if missing := [f for f in self.features if f not in e.signal_names]:
+            raise EvaluationError(f"actprobe needs signal(s) {missing}; the store has {e.signal_names}")
         if self.encoder is None:
             from salus.language import instruction_encoder
             self.encoder = instruction_encoder()
@@ -225,14 +240,16 @@ class ActProbeScorer(Scorer):
         for epoch in range(1, self.epochs + 1):
             self.net.train()
             for i, b in enumerate(torch.randperm(len(x), generator=g).split(self.bs)):
-                loss = check_loss((nn.functional.binary_cross_entropy_with_logits(self.net(x[b], text[b]), y[b], reduction='none') * mask[b]).sum()
+                loss = check_loss((nn.functional.binary_cross_entropy_with_logits(self.net(x[b], text[b]), y[b],
+                                                                                  reduction='none') * mask[b]).sum()
                                   / mask[b].sum(), epoch, i, self.lr)
                 opt.zero_grad(); loss.backward(); nn.utils.clip_grad_norm_(self.net.parameters(), 1.0); opt.step()
             sched.step()
             if epoch % self.check_every and epoch != self.epochs: continue
             self.net.eval()
             auc = self._val_q_auc(data, val, xv, mv, tv) if len(val) else None
-            if auc is not None and auc > best + 1e-4: best, state, waited = auc, {k: v.clone() for k, v in self.net.state_dict().items()}, 0
+            if auc is not None and auc > best + 1e-4:
+                best, state, waited = auc, {k: v.clone() for k, v in self.net.state_dict().items()}, 0
             elif (waited := waited + self.check_every) >= self.patience: break
         if state is not None: self.net.load_state_dict(state)
         self.net.eval()
@@ -244,7 +261,8 @@ class ActProbeScorer(Scorer):
         x, mask, text = self._inputs(data, idx)
         p = torch.sigmoid(self.net(x, text)).numpy()
         lengths = data.episodes.lengths[idx]
-        return _tile(np.concatenate([p[i, :n] for i, n in enumerate(lengths)]) if len(idx) else np.zeros(0), len(data.episodes.horizons))
+        return _tile(np.concatenate([p[i, :n] for i, n in enumerate(lengths)]) if len(idx) else np.zeros(0),
+                     len(data.episodes.horizons))
 
 # %% ../nbs/06a_external.ipynb #2481b26e
 def score_protocol(data:EvalData, protocol:str, seed:int, scorers:Sequence[Scorer], alpha:float, **split_kw) -> list[ScoredSeed]:
@@ -265,15 +283,18 @@ def external_metrics_json(results:dict[str, dict], # protocol -> `evaluate_units
 # %% ../nbs/06a_external.ipynb #10cebf66
 PUBLISHED_PI0_LIBERO = {  # ActProbe (Huang et al., 2026), Table 1, π0 + LIBERO-10: q-AUC (q = 0.25, taskmax) ×100, seen / unseen
     'ActProbe': (80.1, 71.4, 'action features + task embedding'), 'SAFE-LSTM': (78.2, 59.2, 'hidden states'),
-    'SAFE-MLP': (77.3, 58.9, 'hidden states'), 'SAFE-LSTM-TDQC': (79.6, 62.8, 'hidden states'), 'SAFE-MLP-TDQC': (76.6, 60.7, 'hidden states'),
-    'LogpZO': (73.1, 58.3, 'hidden states'), 'cosine kNN': (68.9, 57.2, 'hidden states'), 'STAC-Single': (65.3, 65.2, 'action samples')}
+    'SAFE-MLP': (77.3, 58.9, 'hidden states'), 'SAFE-LSTM-TDQC': (79.6, 62.8, 'hidden states'),
+                        'SAFE-MLP-TDQC': (76.6, 60.7, 'hidden states'),
+    'LogpZO': (73.1, 58.3, 'hidden states'), 'cosine kNN': (68.9, 57.2, 'hidden states'),
+                        'STAC-Single': (65.3, 65.2, 'action samples')}
 
 def external_table(metrics:dict, dataset:str='pi0_libero', reference:str='salus') -> str:
     "Markdown: every scorer's q-AUC 0.25 under `taskmax` and `budget` (pooled), per-task, survivors and full-episode AUC, both protocols, then the published numbers."
     from salus.base import CONTROLS
     d = metrics[dataset]
     protocols = [p for p in ('allseen', 'unseen') if p in d]
-    head = ' | '.join(f'{p}: q-AUC taskmax | {p}: q-AUC budget | {p}: SALUS − scorer | {p}: per task | {p}: full episode' for p in protocols)
+    head = ' | '.join(f'{p}: q-AUC taskmax | {p}: q-AUC budget | {p}: SALUS − scorer | {p}: per task | '
+                      f'{p}: full episode' for p in protocols)
     rows = [f"| scorer | {head} |", '|---|' + '---|' * (5 * len(protocols))]
     names = list(d[protocols[0]])
     order = sorted(names, key=lambda s: (s != reference, -(d[protocols[0]][s].get('q_auc_0.25') or 0)))
@@ -283,7 +304,8 @@ def external_table(metrics:dict, dataset:str='pi0_libero', reference:str='salus'
         for p in protocols:
             m, pr = d[p].get(s, {}), metrics['paired'][dataset][p].get(s, {})
             cells += [fmt_value(m.get('q_auc_0.25_taskmax')), fmt_value(m.get('q_auc_0.25'), m.get('q_auc_0.25_ci')),
-                      '' if s == reference else fmt_paired(pr.get('q_auc_0.25')), fmt_value(m.get('q_auc_0.25_macro')), fmt_value(m.get('roc_auc'))]
+                      '' if s == reference else fmt_paired(pr.get('q_auc_0.25')), fmt_value(m.get('q_auc_0.25_macro')),
+                      fmt_value(m.get('roc_auc'))]
         rows.append(f"| {label} | {' | '.join(cells)} |")
     for s, (seen, unseen, reads) in PUBLISHED_PI0_LIBERO.items():
         published = {'allseen': seen, 'unseen': unseen}

@@ -31,7 +31,8 @@ class FigureError(ValueError):
 def paper_style():
     "Seaborn's paper context, a white grid, small readable fonts, embedded TrueType fonts in PDFs."
     sns.set_theme(context='paper', style='whitegrid', font_scale=0.85,
-                  rc={'pdf.fonttype': 42, 'ps.fonttype': 42, 'axes.titlesize': 8, 'axes.labelsize': 7.5, 'legend.fontsize': 6.5,
+                  rc={'pdf.fonttype': 42, 'ps.fonttype': 42, 'axes.titlesize': 8, 'axes.labelsize': 7.5,
+                      'legend.fontsize': 6.5,
                       'xtick.labelsize': 6.5, 'ytick.labelsize': 6.5, 'lines.linewidth': 1.2, 'savefig.dpi': 300})
 
 def scorer_palette(names:Sequence[str]) -> dict[str, tuple]:
@@ -49,7 +50,8 @@ def save_figure(fig:matplotlib.figure.Figure, stem:str|Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix('.png'), stem.with_suffix('.pdf')]
     fig.savefig(paths[0], bbox_inches='tight', metadata={'Software': None})
-    fig.savefig(paths[1], bbox_inches='tight', metadata={'CreationDate': None, 'ModDate': None, 'Producer': None, 'Creator': None})
+    fig.savefig(paths[1], bbox_inches='tight',
+                metadata={'CreationDate': None, 'ModDate': None, 'Producer': None, 'Creator': None})
     plt.close(fig)
     return paths
 
@@ -68,7 +70,8 @@ def read_table(path:str|Path, columns:Sequence[str]) -> pd.DataFrame:
 
 def _nothing_to_show(ax, what:str):
     "Say so on the axes instead of failing: small profiles can lack, say, successful episodes."
-    ax.text(0.5, 0.5, f'no {what}\non this run', ha='center', va='center', transform=ax.transAxes, fontsize=7, color='0.4')
+    ax.text(0.5, 0.5, f'no {what}\non this run', ha='center', va='center', transform=ax.transAxes, fontsize=7,
+            color='0.4')
     ax.set_xticks([]); ax.set_yticks([])
 
 # %% ../nbs/08_figures.ipynb #5e8b88b5
@@ -100,7 +103,8 @@ def signals_figure(traces:pd.DataFrame, # columns: outcome, step, signal, value 
     palette = {'failure': OUTCOME_PALETTE['collision'], 'success': OUTCOME_PALETTE['success']}
     for ax in axes.flat[len(signals):]: ax.axis('off')
     for ax, name in zip(axes.flat, signals):
-        sns.lineplot(traces[traces.signal == name], x='step', y='value', hue='outcome', palette=palette, ax=ax, legend=ax is axes.flat[0])
+        sns.lineplot(traces[traces.signal == name], x='step', y='value', hue='outcome', palette=palette, ax=ax,
+                     legend=ax is axes.flat[0])
         if failure_step is not None: ax.axvline(failure_step, color=palette['failure'], ls=':', lw=1)
         ax.set(title=name.replace('_', ' '), xlabel='', ylabel='')
     axes.flat[0].legend(title=None, frameon=False)
@@ -121,7 +125,8 @@ def roc_figure(roc:pd.DataFrame, # columns: panel, scorer, fpr, tpr (one curve p
     panels = list(dict.fromkeys(roc.panel)) or ['ROC']
     ncol = min(columns or len(panels), len(panels))
     nrow = -(-len(panels) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(PAGE_IN if ncol > 1 else COLUMN_IN, 2.6 * nrow), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(PAGE_IN if ncol > 1 else COLUMN_IN, 2.6 * nrow), squeeze=False,
+                             sharey=True)
     for ax in axes.flat[len(panels):]: ax.axis('off')
     axes = axes.reshape(1, -1)
     palette = scorer_palette(scorers)
@@ -130,7 +135,8 @@ def roc_figure(roc:pd.DataFrame, # columns: panel, scorer, fpr, tpr (one curve p
         if not len(d): _nothing_to_show(ax, 'curve with both classes')
         for name in [s for s in scorers if s in set(d.scorer)]:
             c = d[d.scorer == name]
-            ax.step(c.fpr, c.tpr, where='post', color=palette[name], lw=1.8 if name == 'salus' else 1.0, label=name, zorder=3 if name == 'salus' else 2)
+            ax.step(c.fpr, c.tpr, where='post', color=palette[name], lw=1.8 if name == 'salus' else 1.0, label=name,
+                    zorder=3 if name == 'salus' else 2)
         ax.plot([0, 1], [0, 1], ls='--', color='0.6', lw=0.8)
         ax.set(title=panel, xlabel=xlabel, xlim=(0, 1), ylim=(0, 1.01), aspect='equal')
     for r in range(nrow): axes[0, r * ncol].set_ylabel(ylabel)
@@ -147,7 +153,8 @@ def auroc_by_horizon_figure(step_by_type:dict, # `metrics/evaluate.json`'s `step
     df = pd.DataFrame(rows)
     order = ['any'] + [t for t in OUTCOMES if t in set(df.type)]
     palette = {'any': (0, 0, 0), **{t: OUTCOME_PALETTE[t] for t in OUTCOMES}}
-    g = sns.relplot(df, x='horizon', y='auroc', hue='type', hue_order=order, col='split', kind='line', marker='o', palette=palette,
+    g = sns.relplot(df, x='horizon', y='auroc', hue='type', hue_order=order, col='split', kind='line', marker='o',
+                    palette=palette,
                     height=2.2, aspect=1.3, facet_kws={'sharey': True})
     for ax in g.axes.flat:
         ax.axhline(0.5, ls='--', color='0.6', lw=0.8)
@@ -166,7 +173,8 @@ def lead_time_figure(lead:pd.DataFrame, # columns: split, scorer, lead_time_s (a
     if not len(lead):
         _nothing_to_show(ax, 'alarmed failure')
         return fig
-    sns.boxplot(lead, x='lead_time_s', y='scorer', hue='split', order=[s for s in scorers if s in set(lead.scorer)], ax=ax,
+    sns.boxplot(lead, x='lead_time_s', y='scorer', hue='split', order=[s for s in scorers if s in set(lead.scorer)],
+                ax=ax,
                 fliersize=1.5, linewidth=0.7, palette={'seen': '0.35', 'unseen': '0.75'})
     ax.set(xlabel='lead time before the failure (s)', ylabel='')
     ax.legend(title=None, frameon=False, ncol=2, loc='lower center', bbox_to_anchor=(0.5, 1.0))
@@ -184,7 +192,8 @@ def q_auc_figure(curves:pd.DataFrame, # columns: panel, scorer, q, q_auc (and op
     for col in ('q', 'q_auc', 'low', 'high'):   # None (no interval) as NaN, so the columns are numbers
         if col in curves: curves[col] = pd.to_numeric(curves[col], errors='coerce')
     panels = list(dict.fromkeys(curves.panel)) or ['q-AUC']
-    fig, axes = plt.subplots(1, len(panels), figsize=(PAGE_IN if len(panels) > 1 else COLUMN_IN, 2.3), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(PAGE_IN if len(panels) > 1 else COLUMN_IN, 2.3), squeeze=False,
+                             sharey=True)
     palette = scorer_palette(scorers)
     for ax, panel in zip(axes[0], panels):
         d = curves[curves.panel == panel]
@@ -203,7 +212,9 @@ def q_auc_figure(curves:pd.DataFrame, # columns: panel, scorer, q, q_auc (and op
     for ax in axes[0]:
         for h, label in zip(*ax.get_legend_handles_labels()): handles.setdefault(label, h)
     shown = [s for s in scorers if s in handles]
-    if shown: axes[0, -1].legend([handles[s] for s in shown], shown, bbox_to_anchor=(1.02, 1), loc='upper left', frameon=False)
+    if shown:
+        axes[0, -1].legend([handles[s] for s in shown], shown, bbox_to_anchor=(1.02, 1), loc='upper left',
+                           frameon=False)
     fig.tight_layout(pad=0.4)
     return fig
 
@@ -217,9 +228,11 @@ def intervention_figure(outcomes:pd.DataFrame, # columns: split, condition, outc
     fig, axes = plt.subplots(1, len(splits), figsize=(PAGE_IN, 2.4), sharey=True, squeeze=False)
     for ax, split in zip(axes[0], splits):
         g = outcomes[outcomes.split == split]
-        wide = g.pivot(index='condition', columns='outcome', values='rate').reindex(columns=[o for o in OUTCOMES if o in set(g.outcome)])
+        wide = g.pivot(index='condition', columns='outcome',
+                       values='rate').reindex(columns=[o for o in OUTCOMES if o in set(g.outcome)])
         wide = wide.loc[list(dict.fromkeys(g.condition))]
-        wide.plot.bar(stacked=True, ax=ax, color=[OUTCOME_PALETTE[o] for o in wide.columns], width=0.75, legend=False, edgecolor='white', lw=0.4)
+        wide.plot.bar(stacked=True, ax=ax, color=[OUTCOME_PALETTE[o] for o in wide.columns], width=0.75, legend=False,
+                      edgecolor='white', lw=0.4)
         ax.set(title=f'{split} tasks', xlabel='', ylabel='fraction of episodes', ylim=(0, 1))
         ax.tick_params(axis='x', rotation=0)
     axes[0, -1].legend(bbox_to_anchor=(1.02, 1), loc='upper left', frameon=False)
@@ -233,7 +246,8 @@ def overhead_figure(latency:dict, # condition -> {'policy': ms, 'monitor': ms} (
     rows = [dict(condition=c, part=part, ms=latency[c][part]) for c in order for part in ('policy', 'monitor')]
     if not rows: raise FigureError("overhead_figure: no latencies")
     fig, ax = plt.subplots(figsize=(COLUMN_IN, 2.2))
-    sns.barplot(pd.DataFrame(rows), x='condition', y='ms', hue='part', palette={'policy': '0.65', 'monitor': (0, 0, 0)}, ax=ax)
+    sns.barplot(pd.DataFrame(rows), x='condition', y='ms', hue='part',
+                palette={'policy': '0.65', 'monitor': (0, 0, 0)}, ax=ax)
     ax.set(yscale='log', xlabel='', ylabel='ms per control step')
     ax.legend(title=None, frameon=False, ncol=2, loc='lower center', bbox_to_anchor=(0.5, 1.0))
     for c in ax.containers: ax.bar_label(c, fmt='%.2g', fontsize=5.5, padding=1)
@@ -248,14 +262,16 @@ def montage_frames(store, # a rollout `EpisodeStore`
     frames = {}
     for task in tasks:
         eps = np.flatnonzero((meta['task'] == task) & (meta['shift_name'] == shift_name))
-        if not len(eps): raise FigureError(f"montage_frames: no {shift_name!r} episode of task {task!r} in {store.path}")
+        if not len(eps):
+            raise FigureError(f"montage_frames: no {shift_name!r} episode of task {task!r} in {store.path}")
         frames[task] = np.asarray(store.data('front')[store.episode_slice(int(eps[0])).start])
     return frames
 
 def pick_episodes(meta:dict, task:str, min_steps:int=20) -> tuple[int, int|None]:
     "A failing (preferably not by timeout) and a successful episode of `task`, preferably nominal and `min_steps` long: (failure, success or None)."
     def first(mask):
-        for extra in ((meta['shift_name'] == 'nominal') & (meta['steps'] >= min_steps), meta['steps'] >= min_steps, True):
+        for extra in ((meta['shift_name'] == 'nominal') & (meta['steps'] >= min_steps), meta['steps'] >= min_steps,
+                      True):
             if len(i := np.flatnonzero(mask & extra)): return int(i[0])
         return None
     task_eps = meta['task'] == task

@@ -61,13 +61,17 @@ class MonitorConfig:
                    max_help_requests=iv.max_help_requests, samples=signals.samples, trend_window=signals.trend_window)
 
     def __post_init__(self):
-        if self.strategy not in conditions(): raise InterventionError(f"unknown strategy {self.strategy!r}; one of {', '.join(conditions())}")
-        if not 0 < self.alpha < 1: raise InterventionError(f"alpha must be in (0, 1) (the false-alarm rate), got {self.alpha}")
-        if not 0 < self.slow_factor < 1: raise InterventionError(f"slow_factor must be in (0, 1), got {self.slow_factor}")
+        if self.strategy not in conditions():
+            raise InterventionError(f"unknown strategy {self.strategy!r}; one of {', '.join(conditions())}")
+        if not 0 < self.alpha < 1:
+            raise InterventionError(f"alpha must be in (0, 1) (the false-alarm rate), got {self.alpha}")
+        if not 0 < self.slow_factor < 1:
+            raise InterventionError(f"slow_factor must be in (0, 1), got {self.slow_factor}")
         if self.samples < 0: raise InterventionError(f"samples must be ≥ 0, got {self.samples}")
         for k in ('resample_samples', 'human_steps', 'max_help_requests', 'trend_window'):
             if getattr(self, k) < 1: raise InterventionError(f"{k} must be ≥ 1, got {getattr(self, k)}")
-        if not self.trigger_horizons_s or not self.trigger_outputs: raise InterventionError("the alarm must watch at least one horizon and output")
+        if not self.trigger_horizons_s or not self.trigger_outputs:
+            raise InterventionError("the alarm must watch at least one horizon and output")
 
 @dataclass
 class Decision:
@@ -156,14 +160,16 @@ class Monitor:
                                     f"the predictor predicts {pc.horizons_s} × {pc.output_names}")
         rows = [i for h in c.trigger_horizons_s for i, g in enumerate(pc.horizons_s) if abs(h - g) < 1e-9]
         if len(rows) != len(c.trigger_horizons_s):
-            raise InterventionError(f"trigger horizons {list(c.trigger_horizons_s)} are not all predicted (horizons {pc.horizons_s})")
+            raise InterventionError(f"trigger horizons {list(c.trigger_horizons_s)} are not all predicted (horizons "
+                                    f"{pc.horizons_s})")
         unknown = [o for o in c.trigger_outputs if o not in pc.output_names]
         if unknown: raise InterventionError(f"unknown trigger output(s) {unknown}; outputs: {pc.output_names}")
         watched = np.zeros(pc.output_shape, bool)
         watched[np.ix_(rows, [pc.output_names.index(o) for o in c.trigger_outputs])] = True
         self.threshold = np.where(watched, self._checked(thresholds.threshold(c.alpha), c.alpha, pc, watched), np.inf)  # (H, K+1); unwatched never alarm
         if np.isinf(self.threshold[watched]).all():
-            warnings.warn(f"every watched threshold at alpha={c.alpha} is infinite (too few calibration successes): no alarm can fire")
+            warnings.warn(f"every watched threshold at alpha={c.alpha} is infinite (too few calibration successes): no "
+                          f"alarm can fire")
         self.vla, self.config, self.n_envs = vla, c, n_envs
         self.extractor = SignalExtractor(pc.signal_names, n_envs, c.trend_window, novelty=novelty)
         self.stream = PredictorStream(predictor, n_envs)
@@ -179,11 +185,13 @@ class Monitor:
         "The thresholds at `alpha`, exactly (H, K+1) and without NaN where watched (inf is fine: too few calibration successes)."
         th = np.asarray(th, float)
         if th.shape != pc.output_shape:
-            raise InterventionError(f"thresholds at alpha={alpha} are {th.shape}, the predictor predicts {pc.output_shape} (horizons × outputs)")
+            raise InterventionError(f"thresholds at alpha={alpha} are {th.shape}, the predictor predicts "
+                                    f"{pc.output_shape} (horizons × outputs)")
         nan = np.argwhere(np.isnan(th) & watched)
         if len(nan):
             h, k = nan[0]
-            raise InterventionError(f"threshold at alpha={alpha} is NaN for horizon {pc.horizons_s[h]:g} s, output {pc.output_names[k]!r}: "
+            raise InterventionError(f"threshold at alpha={alpha} is NaN for horizon {pc.horizons_s[h]:g} s, output "
+                                    f"{pc.output_names[k]!r}: "
                                     "recalibrate (a NaN threshold never alarms)")
         return th
 
@@ -192,13 +200,17 @@ class Monitor:
         m = np.ones(self.n_envs, bool) if mask is None else np.asarray(mask, bool)
         self.extractor.reset(None if mask is None else m)
         self.stream.reset(None if mask is None else m)
-        if mask is None: self.help_left, self.help_requests, self.stopped = (np.zeros(self.n_envs, np.int64), np.zeros(self.n_envs, np.int64),
+        if mask is None:
+            self.help_left, self.help_requests, self.stopped = (np.zeros(self.n_envs, np.int64),
+                                                                np.zeros(self.n_envs, np.int64),
                                                                                np.zeros(self.n_envs, bool))
         self.help_left[m], self.help_requests[m], self.stopped[m] = 0, 0, False
 
     def step(self, obs:VLAObservation) -> Decision:
         "Run the ensemble on `obs` (B environments), predict, decide."
-        if len(obs) != self.n_envs: raise InterventionError(f"batch of {len(obs)} observations, but the monitor watches {self.n_envs} environments")
+        if len(obs) != self.n_envs:
+            raise InterventionError(f"batch of {len(obs)} observations, but the monitor watches "
+                                    f"{self.n_envs} environments")
         c, B = self.config, self.n_envs
         t0 = time.perf_counter()
         step = ensemble_step(self.vla, obs, self.generator, c.samples if self.need_samples else 0)
@@ -265,7 +277,8 @@ def monitored_episode(spec:InterventionSpec, cfg:InterventionConfig) -> dict:
     from salus.params import EnvsParams
     vla, novelty, predictor, thresholds = _worker_models(cfg, spec.predictor_seed)
     e = spec.episode
-    monitor = Monitor(vla, predictor, thresholds, replace(cfg.monitor, strategy=spec.condition), novelty=novelty, seed=e.seed)
+    monitor = Monitor(vla, predictor, thresholds, replace(cfg.monitor, strategy=spec.condition), novelty=novelty,
+                      seed=e.seed)
     env = make_env(e.task, EnvsParams(**cfg.envs), shift=Shift.model_validate_json(e.shift))
     counts = dict(alarm_steps=0, help_requests=0, help_steps=0, slowed_steps=0, resampled_steps=0)
     run = dict(first_alarm=-1, policy_s=0.0, monitor_s=0.0, outcome=None)
@@ -290,7 +303,8 @@ def monitored_episode(spec:InterventionSpec, cfg:InterventionConfig) -> dict:
     try: info = run_episode(env, act, e.seed, on_reset=start)
     finally: env.close()
     steps = max(info['step'], 1)
-    return dict(index=e.index, task=e.task, split=e.split, shift_name=e.shift_name, seed=e.seed, condition=spec.condition,
+    return dict(index=e.index, task=e.task, split=e.split, shift_name=e.shift_name, seed=e.seed,
+                condition=spec.condition,
                 predictor_seed=spec.predictor_seed, outcome=run['outcome'] or info['outcome'],
                 failure_type=info['failure_type'] or '', steps=info['step'], first_alarm=run['first_alarm'], **counts,
                 policy_ms=round(run['policy_s'] / steps * 1e3, 4), monitor_ms=round(run['monitor_s'] / steps * 1e3, 4))
@@ -304,12 +318,14 @@ def _read_records(path:Path) -> list[dict]:
     done = []
     for n, line in enumerate(lines):
         try: done.append(json.loads(line))
-        except json.JSONDecodeError: raise InterventionError(f"{path}: line {n + 1} is not JSON; delete the file to start over") from None
+        except json.JSONDecodeError:
+            raise InterventionError(f"{path}: line {n + 1} is not JSON; delete the file to start over") from None
     if not tail: return done
     try: done.append(json.loads(tail))
     except json.JSONDecodeError:
         with path.open('r+b') as f: f.truncate(raw.rfind(b'\n') + 1)
-        warnings.warn(f"{path}: its last line is incomplete (a run killed while writing it); dropped it, that episode runs again")
+        warnings.warn(f"{path}: its last line is incomplete (a run killed while writing it); dropped it, that "
+                      f"episode runs again")
         return done
     with path.open('ab') as f: f.write(b'\n')  # a complete last record that lost its newline: the next one starts on its own line
     return done
@@ -323,19 +339,23 @@ def run_interventions(path:str|Path, # JSON lines, one record per spec; resumed 
     "Run every spec not yet recorded in `path`, in order; return all records."
     from salus.base import progress_bar as tqdm
     path = Path(path)
-    if on_mismatch not in ('raise', 'restart'): raise InterventionError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
+    if on_mismatch not in ('raise', 'restart'):
+        raise InterventionError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
     from salus.vla.base import backend_of
     try: backend_of(cfg.policy_path)  # a folder with a registered backend's tag, or an error naming what is wrong
     except FileNotFoundError: raise FileNotFoundError(f"{cfg.policy_path}: no policy checkpoint there") from None
     seeds = sorted({s.predictor_seed for s in specs})
     missing = [k for k in seeds if not (Path(cfg.predictor_dir)/f'seed{k}'/'thresholds.json').is_file()]
-    if missing: raise FileNotFoundError(f"{cfg.predictor_dir}: no predictor (with thresholds.json) for seed(s) {missing}")
+    if missing:
+        raise FileNotFoundError(f"{cfg.predictor_dir}: no predictor (with thresholds.json) for seed(s) {missing}")
     done = _read_records(path)
     keys = [(r.get('index'), r.get('seed'), r.get('condition'), r.get('predictor_seed')) for r in done]
     mismatch = (resume_mismatch(keys, [s.key for s in specs], 'records')
-                or next((f"its records belong to another run ({r.get('run') or 'none recorded'}, this is {run or 'none'})"
+                or next((f"its records belong to another run ({r.get('run') or 'none recorded'}, this is "
+                         f"{run or 'none'})"
                          for r in done if r.get('run', '') != run), None))
-    if mismatch and on_mismatch == 'raise': raise InterventionError(f"{path}: {mismatch}; delete it (or pass on_mismatch='restart') to start over")
+    if mismatch and on_mismatch == 'raise':
+        raise InterventionError(f"{path}: {mismatch}; delete it (or pass on_mismatch='restart') to start over")
     if mismatch:
         warnings.warn(f"{path}: {mismatch}; deleted it and started over (on_mismatch='restart')")
         path.unlink()
@@ -383,7 +403,8 @@ def intervention_metrics(records:list[dict], # `run_interventions` records
     order = [r['index'] for r in runs[('none', 0)]]
     for key, rs in runs.items():
         if [r['index'] for r in rs] != order:
-            raise InterventionError(f"condition {key[0]!r} (predictor seed {key[1]}) did not run the unmonitored run's episodes")
+            raise InterventionError(f"condition {key[0]!r} (predictor seed {key[1]}) did not run the unmonitored "
+                                    f"run's episodes")
     base = _episode_arrays(runs[('none', 0)])
     split = np.array([r['split'] for r in runs[('none', 0)]])
     names = [c for c in conditions() if any(k[0] == c for k in runs)]
@@ -391,7 +412,8 @@ def intervention_metrics(records:list[dict], # `run_interventions` records
     rng = np.random.default_rng(seed)
     lo, hi = (1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100
     out = {}
-    for name, members in (('all', np.arange(len(split))), ('seen', np.flatnonzero(split == 'seen')), ('unseen', np.flatnonzero(split == 'unseen'))):
+    for name, members in (('all', np.arange(len(split))), ('seen', np.flatnonzero(split == 'seen')),
+                          ('unseen', np.flatnonzero(split == 'unseen'))):
         if not len(members): continue
         draws = [members[rng.integers(0, len(members), len(members))] for _ in range(bootstrap)]
         out[name] = {}
@@ -404,7 +426,8 @@ def intervention_metrics(records:list[dict], # `run_interventions` records
                 vals = [m[k] for m in per_seed if m[k] is not None]
                 res[k] = float(np.mean(vals)) if vals else None
                 boots = [np.mean(v) for ms in resampled if (v := [m[k] for m in ms if m[k] is not None])]
-                res[k + '_ci'] = [float(np.percentile(boots, lo)), float(np.percentile(boots, hi))] if boots and res[k] is not None else None
+                res[k + '_ci'] = [float(np.percentile(boots, lo)),
+                                  float(np.percentile(boots, hi))] if boots and res[k] is not None else None
             res['n_episodes'], res['seeds'] = len(members), len(arrays[c])
             out[name][c] = res
     return out
@@ -425,11 +448,13 @@ def intervention_table(metrics:dict, # `intervention_metrics` output
     "A markdown table of one split: each condition's outcomes and its paired changes against the unmonitored policy."
     if split not in metrics: raise InterventionError(f"no split {split!r} in the metrics; have {list(metrics)}")
     num = lambda m, k, ci=True: fmt_value(m.get(k), m.get(k + '_ci') if ci else None, digits=2)
-    rows = ['| condition | success | failure | abort | false stops | help requests / episode | failure reduction | success change |',
+    rows = ['| condition | success | failure | abort | false stops | help requests / episode | failure reduction | '
+            'success change |',
             '|---|---|---|---|---|---|---|---|']
     for c, m in metrics[split].items():
         name = '**none** (unmonitored)' if c == 'none' else c
         rows.append(f"| {name} | {num(m, 'success_rate')} | {num(m, 'failure_rate')} | {num(m, 'abort_rate', False)} | "
                     f"{num(m, 'false_stop_rate', False)} | {num(m, 'help_requests_per_episode', False)} | "
-                    f"{'' if c == 'none' else num(m, 'failure_reduction')} | {'' if c == 'none' else num(m, 'success_change')} |")
+                    f"{'' if c == 'none' else num(m, 'failure_reduction')} | "
+                    f"{'' if c == 'none' else num(m, 'success_change')} |")
     return '\n'.join(rows)

@@ -17,7 +17,8 @@ __all__ = ['ISAAC_INSTALL_HINT', 'TERMINATION_TYPES', 'ISAAC_TASKS', 'require_is
 
 # %% ../nbs/01a_isaac.ipynb #d11491d9
 ISAAC_INSTALL_HINT = ("salus.isaac needs NVIDIA Isaac Sim and Isaac Lab, which need an NVIDIA RTX GPU: "
-                      "`pip install 'isaacsim[all,extscache]' isaaclab` on such a machine (see Isaac Lab's installation "
+                      "`pip install 'isaacsim[all,extscache]' isaaclab` on such a machine (see Isaac Lab's "
+                      "installation "
                       "guide). Without them, use the embedded MuJoCo suite: salus.envs.make_env.")
 
 def require_isaac() -> None:

@@ -22,7 +22,8 @@ def _two_classes(scores, labels, what):
     s, y = np.asarray(scores, float).ravel(), np.asarray(labels).ravel().astype(bool)
     if len(s) != len(y): raise ValueError(f"{what}: {len(s)} scores but {len(y)} labels")
     if not np.isfinite(s).all(): raise ValueError(f"{what}: non-finite scores")
-    if y.all() or not y.any(): raise ValueError(f"{what}: undefined with one class only ({int(y.sum())} positives of {len(y)})")
+    if y.all() or not y.any():
+        raise ValueError(f"{what}: undefined with one class only ({int(y.sum())} positives of {len(y)})")
     return s, y
 
 def roc_auc(scores:np.ndarray, labels:np.ndarray) -> float:
@@ -99,13 +100,15 @@ def early_cutoffs(lengths:np.ndarray, # (E,) steps of each episode
     "(E,) steps scored per episode (≥ 1; under `budget` it may exceed the episode's length)."
     T = np.asarray(lengths, np.int64)
     if not (isinstance(q, (int, float)) and 0 < q <= 1): raise EvaluationError(f"q must be in (0, 1], got {q!r}")
-    if rule not in CUTOFF_RULES: raise EvaluationError(f"unknown cutoff rule {rule!r}; one of {', '.join(CUTOFF_RULES)}")
+    if rule not in CUTOFF_RULES:
+        raise EvaluationError(f"unknown cutoff rule {rule!r}; one of {', '.join(CUTOFF_RULES)}")
     if len(T) and T.min() < 1: raise EvaluationError("early_cutoffs: episodes must have at least one step")
     if rule == 'episode': return np.maximum(_ceil(q * T), 1)
     if rule == 'budget':
         if budgets is None: raise EvaluationError("cutoff rule 'budget' needs each episode's step budget")
         b = np.asarray(budgets, np.int64)
-        if b.shape != T.shape or (len(b) and b.min() < 1): raise EvaluationError(f"budgets must be {T.shape} positive step counts, got {b.shape}")
+        if b.shape != T.shape or (len(b) and b.min() < 1):
+            raise EvaluationError(f"budgets must be {T.shape} positive step counts, got {b.shape}")
         return np.maximum(_ceil(q * b), 1)
     if tasks is None: raise EvaluationError(f"cutoff rule {rule!r} needs each episode's task")
     tasks = np.asarray(tasks)
@@ -122,7 +125,8 @@ def running_max(scores:np.ndarray, # (N,) per-step scores of concatenated episod
     "(N,) each step's maximum score so far within its episode."
     s = np.asarray(scores, np.float64)
     out = np.empty_like(s)
-    for a, b in zip(episode_starts(episode_ends), np.asarray(episode_ends, np.int64)): out[a:b] = np.maximum.accumulate(s[a:b])
+    for a, b in zip(episode_starts(episode_ends), np.asarray(episode_ends, np.int64)):
+        out[a:b] = np.maximum.accumulate(s[a:b])
     return out
 
 def early_max(running:np.ndarray, episode_ends:np.ndarray, cutoffs:np.ndarray) -> np.ndarray:
@@ -207,9 +211,11 @@ class EpisodeSummary:
             if not math.isclose(alpha, main): continue
             hit = y & alarmed
             out[f'detection_time_norm_median_alpha_{a}'] = _wmedian(first[hit] / self.lengths[hit], w[hit])
-            out[f'lead_time_s_median_alpha_{a}'] = _wmedian((self.failure_step[hit] - first[hit]) / self.control_hz, w[hit])
+            out[f'lead_time_s_median_alpha_{a}'] = _wmedian((self.failure_step[hit] - first[hit]) / self.control_hz,
+                                                            w[hit])
             if self.failure_type is not None:
-                out[f'tpr_alpha_{a}_by_type'] = {str(k): _wmean(alarmed[self.failure_type == k], w[self.failure_type == k])
+                out[f'tpr_alpha_{a}_by_type'] = {str(k): _wmean(alarmed[self.failure_type == k],
+                                                                w[self.failure_type == k])
                                                  for k in sorted(set(self.failure_type[y]))}
         return out
 
@@ -229,11 +235,13 @@ def summarise_episodes(scores:np.ndarray, # (N,) per-step scores (higher: more l
     ends = np.asarray(episode_ends, np.int64)
     E = len(ends)
     if not E: raise EvaluationError("summarise_episodes: no episodes")
-    if ends[-1] != len(s) or (np.diff(np.r_[0, ends]) < 1).any(): raise EvaluationError(f"episode_ends {ends[-3:]} do not match {len(s)} steps")
+    if ends[-1] != len(s) or (np.diff(np.r_[0, ends]) < 1).any():
+        raise EvaluationError(f"episode_ends {ends[-3:]} do not match {len(s)} steps")
     if not np.isfinite(s).all(): raise EvaluationError("summarise_episodes: non-finite scores")
     lengths = np.diff(np.r_[0, ends]).astype(np.int64)
     failed, task = np.asarray(failed, bool), np.asarray(task)
-    if failed.shape != (E,) or task.shape != (E,): raise EvaluationError(f"failed/task must be ({E},), got {failed.shape}, {task.shape}")
+    if failed.shape != (E,) or task.shape != (E,):
+        raise EvaluationError(f"failed/task must be ({E},), got {failed.shape}, {task.shape}")
     run = running_max(s, ends)
     early, cutoff = {}, {}
     for rule, q in [('budget', q) for q in qs] + [(r, headline_q) for r in CUTOFF_RULES if r != 'budget']:
@@ -253,7 +261,8 @@ def summarise_episodes(scores:np.ndarray, # (N,) per-step scores (higher: more l
         first[float(alpha)] = f
     fs = np.where(failed, lengths, -1) if failure_step is None else np.asarray(failure_step, np.int64)
     return EpisodeSummary(failed, task, lengths, fs, float(control_hz), run[ends - 1], early, cutoff, first,
-                          None if failure_type is None else np.asarray(failure_type, dtype=object), headline_q, main_alpha)
+                          None if failure_type is None else np.asarray(failure_type, dtype=object), headline_q,
+                          main_alpha)
 
 # %% ../nbs/05b_metrics.ipynb #53c99685
 @dataclass(frozen=True)
@@ -276,7 +285,9 @@ def bootstrap_draws(units:Sequence[Unit], # the fitted models
     strata = {c: sorted({u.stratum for u in units if u.collection == c}) for c in collections}
     pools = {}  # (collection, stratum) -> the union of its units' episode ids
     for (c, st) in {(u.collection, u.stratum) for u in units}:
-        pools[c, st] = np.unique(np.concatenate([ids[i] for i, u in enumerate(units) if (u.collection, u.stratum) == (c, st)]))
+        pools[c,
+              st] = np.unique(np.concatenate([ids[i] for i, u in enumerate(units) if (u.collection, u.stratum) == (c,
+                                                                                                                   st)]))
     by_key = {(u.collection, u.seed, u.stratum): i for i, u in enumerate(units)}
     if len(by_key) != len(units): raise EvaluationError("bootstrap_draws: two units share (collection, seed, stratum)")
     draws = []
@@ -320,7 +331,8 @@ def hierarchical_bootstrap(units:Sequence[Unit], episode_ids:Sequence[np.ndarray
              for s in compare}
     boot = {s: {k: [] for k in keys[s] if not _is_count(k)} for s in scorers}
     pboot = {s: {k: [] for k in pkeys[s]} for s in compare}
-    for entries in tqdm(bootstrap_draws(units, episode_ids, n_boot, np.random.default_rng(seed)), desc='bootstrap', disable=not progress):
+    for entries in tqdm(bootstrap_draws(units, episode_ids, n_boot, np.random.default_rng(seed)), desc='bootstrap',
+                        disable=not progress):
         values = [statistic(i, w) for i, w in entries]
         for s in scorers:
             for k in boot[s]: boot[s][k].append(_mean_defined(v[s].get(k) for v in values))
@@ -334,7 +346,8 @@ def hierarchical_bootstrap(units:Sequence[Unit], episode_ids:Sequence[np.ndarray
     for s in scorers:
         for k in keys[s]:
             out[s][k] = est[s][k]
-            if k in boot[s]: out[s][_ci_key(k)] = ci([b for b in boot[s][k] if b is not None]) if est[s][k] is not None else None
+            if k in boot[s]:
+                out[s][_ci_key(k)] = ci([b for b in boot[s][k] if b is not None]) if est[s][k] is not None else None
     paired = {}
     for s in compare:
         paired[s] = {}

@@ -118,7 +118,8 @@ class PolicyParams(ParamsGroup):
         for key in ('checkpoint', 'smolvla_vlm'):
             v = getattr(self, key)
             if v is not None and (Path(v).is_absolute() or Path(v).parts[:1] != ('data',) or '..' in Path(v).parts):
-                raise ValueError(f"{key}: {v!r} must be a folder under data/ (tracked by data.dvc), e.g. data/smolvla_base")
+                raise ValueError(f"{key}: {v!r} must be a folder under data/ (tracked by data.dvc), e.g. "
+                                 f"data/smolvla_base")
         return self
 
 class DemosParams(ParamsGroup):
@@ -146,7 +147,8 @@ class SignalsParams(ParamsGroup):
         unknown = [n for n in self.active if n not in SIGNAL_NAMES]
         if unknown: raise ValueError(f"unknown signal(s) {unknown}; registered: {', '.join(SIGNAL_NAMES)}")
         if len(set(self.active)) != len(self.active): raise ValueError(f"signal names repeat: {self.active}")
-        if 'sample_dispersion' in self.active and self.samples < 2: raise ValueError("sample_dispersion needs samples ≥ 2")
+        if 'sample_dispersion' in self.active and self.samples < 2:
+            raise ValueError("sample_dispersion needs samples ≥ 2")
         return self
 
 class ReplicateParams(ParamsGroup):
@@ -187,7 +189,8 @@ class PredictorParams(ParamsGroup):
     def _check(self):
         "Horizons positive and distinct, the four splits named, alphas in (0, 1)."
         import math
-        if any(not math.isfinite(h) or h <= 0 for h in self.horizons_s): raise ValueError(f"horizons_s must be positive seconds, got {self.horizons_s}")
+        if any(not math.isfinite(h) or h <= 0 for h in self.horizons_s):
+            raise ValueError(f"horizons_s must be positive seconds, got {self.horizons_s}")
         if len(set(self.horizons_s)) != len(self.horizons_s): raise ValueError(f"horizons_s repeat: {self.horizons_s}")
         if set(self.splits) != {'train', 'val', 'calib', 'test'}:
             raise ValueError(f"splits must name exactly train, val, calib and test, got {sorted(self.splits)}")
@@ -199,7 +202,8 @@ class PredictorParams(ParamsGroup):
 
 def _check_task_contexts(ks:list[int]):
     "SALUS's task-context candidates: k principal components of the instruction embedding (MiniLM, 384-d), 0 for none; named once."
-    if bad := [k for k in ks if not 0 <= k <= 384]: raise ValueError(f"salus_task_context: each k must be in 0..384, got {bad}")
+    if bad := [k for k in ks if not 0 <= k <= 384]:
+        raise ValueError(f"salus_task_context: each k must be in 0..384, got {bad}")
     if len(set(ks)) != len(ks): raise ValueError(f"salus_task_context repeats: {ks}")
 
 class EvaluateParams(ParamsGroup):
@@ -226,9 +230,11 @@ class EvaluateParams(ParamsGroup):
         if unknown: raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINE_NAMES)}")
         if len(set(self.baselines)) != len(self.baselines): raise ValueError(f"baselines repeat: {self.baselines}")
         if bad := [q for q in self.qs if not 0 < q <= 1]: raise ValueError(f"qs must be in (0, 1], got {bad}")
-        if not any(abs(q - self.headline_q) < 1e-9 for q in self.qs): raise ValueError(f"headline_q {self.headline_q} is not one of qs {self.qs}")
+        if not any(abs(q - self.headline_q) < 1e-9 for q in self.qs):
+            raise ValueError(f"headline_q {self.headline_q} is not one of qs {self.qs}")
         if bad := [a for a in self.alphas if not 0 < a < 1]: raise ValueError(f"alphas must be in (0, 1), got {bad}")
-        if not any(abs(a - self.main_alpha) < 1e-9 for a in self.alphas): raise ValueError(f"main_alpha {self.main_alpha} is not one of alphas {self.alphas}")
+        if not any(abs(a - self.main_alpha) < 1e-9 for a in self.alphas):
+            raise ValueError(f"main_alpha {self.main_alpha} is not one of alphas {self.alphas}")
         if bad := [f for f in self.heldout_tasks if not f or len(set(f)) != len(f)]:
             raise ValueError(f"heldout_tasks: each fold needs one or more distinct tasks, got {bad}")
         _check_task_contexts(self.salus_task_context)
@@ -258,7 +264,8 @@ class ExternalParams(ParamsGroup):
     @model_validator(mode='after')
     def _check(self):
         "Known baselines that read no embeddings, named once; horizons whole steps at the logs' rate; protocols named once."
-        usable = [n for n in BASELINE_NAMES if n not in BASELINE_SIGNALS and n not in ('rnd', 'safe_mlp')] + list(EXTERNAL_ONLY_BASELINES)
+        usable = [n for n in BASELINE_NAMES if n not in BASELINE_SIGNALS and n not in ('rnd',
+                                                                                       'safe_mlp')] + list(EXTERNAL_ONLY_BASELINES)
         if unknown := [n for n in self.baselines if n not in usable]:
             raise ValueError(f"baselines {unknown} cannot run on logged features; usable: {', '.join(usable)}")
         if len(set(self.baselines)) != len(self.baselines): raise ValueError(f"baselines repeat: {self.baselines}")
@@ -288,10 +295,12 @@ class InterveneParams(ParamsGroup):
         "Strategies named once, known outputs and tasks."
         if len(set(self.strategies)) != len(self.strategies): raise ValueError(f"strategies repeat: {self.strategies}")
         unknown = [o for o in self.trigger_outputs if o not in (*FAILURE_TYPES, 'any')]
-        if unknown: raise ValueError(f"unknown trigger output(s) {unknown}; one of {', '.join((*FAILURE_TYPES, 'any'))}")
+        if unknown:
+            raise ValueError(f"unknown trigger output(s) {unknown}; one of {', '.join((*FAILURE_TYPES, 'any'))}")
         if self.tasks != 'all':
             unknown = [t for t in self.tasks if t not in TASK_NAMES]
-            if unknown or not self.tasks: raise ValueError(f"tasks: unknown or none {unknown}; 'all' or names from: {', '.join(TASK_NAMES)}")
+            if unknown or not self.tasks:
+                raise ValueError(f"tasks: unknown or none {unknown}; 'all' or names from: {', '.join(TASK_NAMES)}")
         return self
 
 class FiguresParams(ParamsGroup):
@@ -335,7 +344,8 @@ class _StrictLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen: raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -344,10 +354,12 @@ def load_params(path:str|Path='params.yaml', # the params file
                ) -> SalusParams:
     "Read, validate and resolve `path`: the returned groups hold the active profile's values."
     path = Path(path)
-    if not path.is_file(): raise ParamsError(f"{path}: params file not found (run from the project root, or pass its path)")
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (run from the project root, or pass its path)")
     try: raw = yaml.load(path.read_text(), Loader=_StrictLoader)
     except yaml.YAMLError as e: raise ParamsError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict): raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     if profile is not None: raw = {**raw, 'profile': profile}
     try: params = SalusParams.model_validate(raw)
     except ValidationError as e: raise _params_error(path, _describe(e, SalusParams)) from None
@@ -360,7 +372,8 @@ def load_params(path:str|Path='params.yaml', # the params file
     resolved = params.model_copy(update={n: g.for_profile(params.profile) for n, g in params.groups().items()})
     ev, pr = resolved.evaluate, resolved.predictor
     if not any(abs(ev.table_horizon_s - h) < 1e-9 for h in pr.horizons_s):
-        problems.append(f"evaluate.table_horizon_s: {ev.table_horizon_s} is not one of predictor.horizons_s {pr.horizons_s}")
+        problems.append(f"evaluate.table_horizon_s: {ev.table_horizon_s} is not one of predictor.horizons_s "
+                        f"{pr.horizons_s}")
     for name, group in (('evaluate', ev), ('external', resolved.external)):
         if group.salus_readout == 'episode' and not pr.episode_output:
             problems.append(f"{name}.salus_readout: 'episode' needs predictor.episode_output: true")
@@ -378,12 +391,16 @@ def load_params(path:str|Path='params.yaml', # the params file
     if stray := [s for s in fg.scorers if s != 'salus' and s not in ev.baselines]:
         problems.append(f"figures.scorers: {stray} are neither 'salus' nor in evaluate.baselines")
     if stray := [s for s in fg.external_scorers if s != 'salus' and s not in resolved.external.baselines and s not in ACTPROBE_FEATURES]:
-        problems.append(f"figures.external_scorers: {stray} are neither 'salus', nor in external.baselines, nor logged features")
-    if fg.example_task not in envs.seen_tasks: problems.append(f"figures.example_task: {fg.example_task!r} is not one of envs.seen_tasks")
+        problems.append(f"figures.external_scorers: {stray} are neither 'salus', nor in external.baselines, nor "
+                        f"logged features")
+    if fg.example_task not in envs.seen_tasks:
+        problems.append(f"figures.example_task: {fg.example_task!r} is not one of envs.seen_tasks")
     for fold in ev.heldout_tasks:
         if stray := [t for t in fold if t not in envs.seen_tasks]:
-            problems.append(f"evaluate.heldout_tasks: {stray} are not envs.seen_tasks (a fold withholds tasks the VLA trained on)")
-        elif set(envs.seen_tasks) <= set(fold): problems.append(f"evaluate.heldout_tasks: fold {fold} leaves no seen task to fit on")
+            problems.append(f"evaluate.heldout_tasks: {stray} are not envs.seen_tasks (a fold withholds tasks the "
+                            f"VLA trained on)")
+        elif set(envs.seen_tasks) <= set(fold):
+            problems.append(f"evaluate.heldout_tasks: fold {fold} leaves no seen task to fit on")
     if stray := [s for s in fg.signals if s not in resolved.signals.active]:
         problems.append(f"figures.signals: {stray} are not in signals.active")
     if problems: raise _params_error(path, problems)

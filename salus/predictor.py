@@ -57,16 +57,19 @@ class SignalEpisodes:
         x = np.asarray(self.signals)
         if x.ndim != 2: raise PredictorError(f"signals must be (N, S), got shape {x.shape}")
         if x.shape[1] != len(self.signal_names):
-            raise PredictorError(f"{x.shape[1]} signal columns but {len(self.signal_names)} signal_names {list(self.signal_names)}: one name per column")
+            raise PredictorError(f"{x.shape[1]} signal columns but {len(self.signal_names)} signal_names "
+                                 f"{list(self.signal_names)}: one name per column")
         self.signals = check_signals(x)
         N, (H, K1) = len(x), (len(self.horizons), len(self.failure_types) + 1)
-        if np.shape(self.labels) != (N, H, K1): raise PredictorError(f"labels must be (N={N}, H={H}, K+1={K1}), got {np.shape(self.labels)}")
+        if np.shape(self.labels) != (N, H, K1):
+            raise PredictorError(f"labels must be (N={N}, H={H}, K+1={K1}), got {np.shape(self.labels)}")
         last = int(self.episode_ends[-1]) if len(self.episode_ends) else 0
         if last != N: raise PredictorError(f"episode_ends must end at the number of steps N={N}, got {last}")
         if self.context is not None:
             c = np.asarray(self.context)
             if c.ndim != 2 or len(c) != len(self.episode_ends):
-                raise PredictorError(f"context must be (E={len(self.episode_ends)}, D) instruction embeddings, got shape {c.shape}")
+                raise PredictorError(f"context must be (E={len(self.episode_ends)}, D) instruction embeddings, got "
+                                     f"shape {c.shape}")
             self.context = check_signals(c, 'context (instruction embeddings)')
 
     @property
@@ -93,20 +96,24 @@ class SignalEpisodes:
     def subset(self, episodes:Sequence[int]) -> 'SignalEpisodes':
         "The given episodes (positions 0..E-1), in the given order."
         idx = np.asarray(episodes, np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n_episodes): raise PredictorError(f"episode positions out of range 0..{self.n_episodes - 1}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_episodes):
+            raise PredictorError(f"episode positions out of range 0..{self.n_episodes - 1}")
         steps = episode_steps(self.episode_ends, idx)
         return SignalEpisodes(self.signals[steps], self.labels[steps], np.cumsum(self.lengths[idx]).astype(np.int64),
-                              {k: v[idx] for k, v in self.meta.items()}, self.signal_names, self.horizons_s, self.horizons,
+                              {k: v[idx] for k, v in self.meta.items()}, self.signal_names, self.horizons_s,
+                              self.horizons,
                               self.control_hz, self.failure_types, self.episode_ids[idx],
                               None if self.context is None else self.context[idx])
 
     def with_context(self, encoder:Callable[[Sequence[str]], np.ndarray], # instructions → (B, D) embeddings (`salus.language.instruction_encoder()`)
                     ) -> 'SignalEpisodes':
         "These episodes with `context`: the embedding of each episode's instruction (`meta['instruction']`)."
-        if 'instruction' not in self.meta: raise PredictorError("a task context needs meta['instruction'] per episode; these episodes have none")
+        if 'instruction' not in self.meta:
+            raise PredictorError("a task context needs meta['instruction'] per episode; these episodes have none")
         emb = np.asarray(encoder([str(s) for s in self.meta['instruction']]), np.float32)
         if emb.ndim != 2 or len(emb) != self.n_episodes:
-            raise PredictorError(f"the encoder returned embeddings of shape {emb.shape} for {self.n_episodes} instructions; (E, D) expected")
+            raise PredictorError(f"the encoder returned embeddings of shape {emb.shape} for {self.n_episodes} "
+                                 f"instructions; (E, D) expected")
         return replace(self, context=emb)
 
 # %% ../nbs/05_predictor.ipynb #38163841
@@ -129,7 +136,8 @@ def load_signal_episodes(store:EpisodeStore|str|Path, # a rollout store (or its 
     "Signals and labels of every episode of `store`."
     if not isinstance(store, EpisodeStore): store = EpisodeStore.open(store)
     attrs, meta = store.attrs, store.meta()
-    missing = [k for k in ('signal_names', 'control_hz') if k not in attrs] + [f"meta/{k}" for k in _NEEDED_META if k not in meta]
+    missing = [k for k in ('signal_names',
+                           'control_hz') if k not in attrs] + [f"meta/{k}" for k in _NEEDED_META if k not in meta]
     if 'signals' not in store.schema.data: missing.append('data/signals')
     if missing: raise PredictorError(f"{store.path}: not a rollout store with signals; missing {missing}")
     if not len(store): raise PredictorError(f"{store.path}: the store has no episodes")
@@ -163,7 +171,8 @@ def split_episodes(data:SignalEpisodes, fractions:dict[str, float], # split name
     "Episode positions per split (sorted); unseen-task episodes only in 'unseen'."
     if not fractions or any(f < 0 for f in fractions.values()) or sum(fractions.values()) <= 0:
         raise PredictorError(f"split fractions must be ≥ 0 with a positive sum, got {fractions}")
-    if 'unseen' in fractions: raise PredictorError("'unseen' is not a split of the seen episodes; unseen tasks form it alone")
+    if 'unseen' in fractions:
+        raise PredictorError("'unseen' is not a split of the seen episodes; unseen tasks form it alone")
     split = data.meta['split']
     unknown = sorted(set(split) - {'seen', 'unseen'})
     if unknown: raise PredictorError(f"episode split labels must be 'seen' or 'unseen', got {unknown}")
@@ -220,10 +229,13 @@ class PredictorConfig:
                    hidden=p.hidden, dropout=p.dropout, episode_output=p.episode_output, **kwargs)
 
     def __post_init__(self):
-        if self.arch not in ARCHITECTURES: raise PredictorError(f"unknown architecture {self.arch!r}; one of {ARCHITECTURES}")
+        if self.arch not in ARCHITECTURES:
+            raise PredictorError(f"unknown architecture {self.arch!r}; one of {ARCHITECTURES}")
         if not self.signal_names: raise PredictorError("signal_names is empty")
-        if len(set(self.signal_names)) != len(self.signal_names): raise PredictorError(f"signal names repeat: {self.signal_names}")
-        if self.window < 1 or self.hidden < 1: raise PredictorError(f"window and hidden must be ≥ 1, got {self.window}, {self.hidden}")
+        if len(set(self.signal_names)) != len(self.signal_names):
+            raise PredictorError(f"signal names repeat: {self.signal_names}")
+        if self.window < 1 or self.hidden < 1:
+            raise PredictorError(f"window and hidden must be ≥ 1, got {self.window}, {self.hidden}")
         if not 0 <= self.dropout < 1: raise PredictorError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.task_context <= self.context_dim:
             raise PredictorError(f"task_context must be in 0..context_dim={self.context_dim}, got {self.task_context}")
@@ -299,7 +311,8 @@ class FailurePredictor(nn.Module):
         "Per-signal median and inter-quartile scale (floored) of the training steps (the task coordinates are standardised already)."
         x = check_signals(signals, 'normalisation signals')
         S = len(self.config.signal_names)
-        if x.ndim != 2 or x.shape[1] != S: raise PredictorError(f"normalisation signals must be (N, {S}) for {self.config.signal_names}, got {x.shape}")
+        if x.ndim != 2 or x.shape[1] != S:
+            raise PredictorError(f"normalisation signals must be (N, {S}) for {self.config.signal_names}, got {x.shape}")
         q25, q50, q75 = np.percentile(x, [25, 50, 75], axis=0)
         scale = np.maximum(q75 - q25, 1e-3 * np.maximum(np.abs(x).mean(0), 1e-6))
         self.centre[:S] = torch.as_tensor(q50); self.scale[:S] = torch.as_tensor(scale, dtype=torch.float32)
@@ -312,11 +325,13 @@ class FailurePredictor(nn.Module):
             raise PredictorError(f"instruction embeddings must be (n, {c.context_dim}), got {np.shape(embeddings)}")
         e = np.unique(check_signals(np.asarray(embeddings, np.float32), 'instruction embeddings'), axis=0)
         if len(e) <= c.task_context:
-            raise PredictorError(f"task_context={c.task_context} needs more than {c.task_context} distinct training instructions, got {len(e)}")
+            raise PredictorError(f"task_context={c.task_context} needs more than {c.task_context} distinct training "
+                                 f"instructions, got {len(e)}")
         mean = e.mean(0)
         _, sv, vt = np.linalg.svd(e - mean, full_matrices=False)
         coords_std = sv[:c.task_context] / math.sqrt(len(e))
-        if (coords_std < 1e-6).any(): raise PredictorError(f"the training instructions span fewer than task_context={c.task_context} directions")
+        if (coords_std < 1e-6).any():
+            raise PredictorError(f"the training instructions span fewer than task_context={c.task_context} directions")
         self.context_mean.copy_(torch.as_tensor(mean)); self.context_basis.copy_(torch.as_tensor(vt[:c.task_context]))
         self.context_scale.copy_(torch.as_tensor(coords_std, dtype=torch.float32))
 
@@ -325,18 +340,24 @@ class FailurePredictor(nn.Module):
         c = self.config
         if not c.task_context: raise PredictorError("this predictor has no task context (config.task_context = 0)")
         try: e = torch.as_tensor(np.asarray(embeddings, np.float32))
-        except (TypeError, ValueError) as err: raise PredictorError(f"instruction embeddings must be a (B, {c.context_dim}) float array: {err}") from None
-        if e.ndim != 2 or e.shape[1] != c.context_dim: raise PredictorError(f"instruction embeddings must be (B, {c.context_dim}), got {tuple(e.shape)}")
+        except (TypeError, ValueError) as err:
+            raise PredictorError(f"instruction embeddings must be a (B, {c.context_dim}) float array: {err}") from None
+        if e.ndim != 2 or e.shape[1] != c.context_dim:
+            raise PredictorError(f"instruction embeddings must be (B, {c.context_dim}), got {tuple(e.shape)}")
         if not torch.isfinite(e).all(): raise PredictorError("instruction embeddings have non-finite values")
-        if not self.context_basis.any(): raise PredictorError("the task context's basis is not fitted: call set_task_context (train_predictor does)")
+        if not self.context_basis.any():
+            raise PredictorError("the task context's basis is not fitted: call set_task_context (train_predictor does)")
         return (((e - self.context_mean) @ self.context_basis.T) / self.context_scale).clamp(-c.clip, c.clip)
 
     def inputs(self, data:SignalEpisodes) -> np.ndarray:
         "(N, S [+ k]) encoder inputs of `data`: its signals, then (with a task context) each step's episode's task coordinates."
         if data.signal_names != self.config.signal_names:
-            raise PredictorError(f"the data's signals {data.signal_names} are not the predictor's {self.config.signal_names}")
+            raise PredictorError(f"the data's signals {data.signal_names} are not the predictor's "
+                                 f"{self.config.signal_names}")
         if not self.config.task_context: return data.signals
-        if data.context is None: raise PredictorError("this predictor reads a task context: give the episodes' instruction embeddings (SignalEpisodes.with_context)")
+        if data.context is None:
+            raise PredictorError("this predictor reads a task context: give the episodes' instruction embeddings "
+                                 "(SignalEpisodes.with_context)")
         with torch.no_grad(): coords = self.task_coordinates(data.context).numpy()
         return np.concatenate([data.signals, np.repeat(coords, data.lengths, 0)], 1).astype(np.float32)
 
@@ -346,7 +367,8 @@ class FailurePredictor(nn.Module):
         x = torch.as_tensor(x, dtype=torch.float32)
         want = (c.window, len(c.input_names))
         if x.ndim != 3 or tuple(x.shape[1:]) != want:
-            raise PredictorError(f"signal windows must be (B, {want[0]}, {want[1]}) for inputs {c.input_names}, got {tuple(x.shape)}")
+            raise PredictorError(f"signal windows must be (B, {want[0]}, {want[1]}) for inputs {c.input_names}, got "
+                                 f"{tuple(x.shape)}")
         if not torch.isfinite(x).all():
             bad = torch.nonzero(~torch.isfinite(x))[0].tolist()
             kind = 'signal' if bad[-1] < len(c.signal_names) else 'task coordinate'
@@ -437,8 +459,10 @@ class TrainConfig:
         for k in ('epochs', 'patience', 'batch_size'):
             if getattr(self, k) < 1: raise PredictorError(f"TrainConfig.{k} must be ≥ 1, got {getattr(self, k)}")
         for k in ('lr', 'max_pos_weight'):
-            if not getattr(self, k) > 0 or not math.isfinite(getattr(self, k)): raise PredictorError(f"TrainConfig.{k} must be finite and > 0, got {getattr(self, k)}")
-        if not 0 <= self.weight_decay < math.inf: raise PredictorError(f"TrainConfig.weight_decay must be finite and ≥ 0, got {self.weight_decay}")
+            if not getattr(self, k) > 0 or not math.isfinite(getattr(self, k)):
+                raise PredictorError(f"TrainConfig.{k} must be finite and > 0, got {getattr(self, k)}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise PredictorError(f"TrainConfig.weight_decay must be finite and ≥ 0, got {self.weight_decay}")
 
 def check_loss(loss:torch.Tensor, # a scalar training loss
                epoch:int, batch:int, # where in training, for the message
@@ -446,7 +470,8 @@ def check_loss(loss:torch.Tensor, # a scalar training loss
               ) -> torch.Tensor:
     "`loss`, or a `FloatingPointError` naming the epoch and batch where it is not finite (before it reaches the weights)."
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite training loss ({loss.item():g}) at epoch {epoch}, batch {batch}: check the inputs "
+        raise FloatingPointError(f"non-finite training loss ({loss.item():g}) at epoch {epoch}, batch {batch}: "
+                                 f"check the inputs "
                                  "(a NaN or huge value?)" + (f" or lower lr ({lr:g})" if lr is not None else ''))
     return loss
 
@@ -465,7 +490,8 @@ def _episode_targets(sub:SignalEpisodes) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(y), torch.as_tensor(w * len(w) / max(w.sum(), 1e-12), dtype=torch.float32)
 
 def _episode_bce(logits, y, w, pos_weight):
-    return (nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction='none') * w[:, None]).mean()
+    return (nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction='none') * w[:,
+                                                                                                                   None]).mean()
 
 def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the training episodes
                     val:Sequence[int], # positions of the validation episodes (empty: train for `epochs`, no early stopping)
@@ -476,17 +502,22 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
     train, val = np.asarray(train, np.int64), np.asarray(val, np.int64)
     if not len(train): raise PredictorError("no training episodes")
     leaked = sorted(set(data.meta['split'][np.r_[train, val]]) - {'seen'})
-    if leaked: raise PredictorError(f"training/validation episodes must come from seen tasks only, got split(s) {leaked}")
+    if leaked:
+        raise PredictorError(f"training/validation episodes must come from seen tasks only, got split(s) {leaked}")
     if set(train.tolist()) & set(val.tolist()): raise PredictorError("training and validation episodes overlap")
-    if data.signal_names != config.signal_names: raise PredictorError(f"data signals {data.signal_names} ≠ config {config.signal_names}")
-    if data.horizons != config.horizons: raise PredictorError(f"data horizons {data.horizons} ≠ config {config.horizons} steps")
+    if data.signal_names != config.signal_names:
+        raise PredictorError(f"data signals {data.signal_names} ≠ config {config.signal_names}")
+    if data.horizons != config.horizons:
+        raise PredictorError(f"data horizons {data.horizons} ≠ config {config.horizons} steps")
     torch.manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
     tr, va = data.subset(train), data.subset(val)
     model = FailurePredictor(config)
     model.set_normalisation(tr.signals)
     if config.task_context:
-        if tr.context is None: raise PredictorError("config.task_context > 0: the episodes need instruction embeddings (SignalEpisodes.with_context)")
+        if tr.context is None:
+            raise PredictorError("config.task_context > 0: the episodes need instruction embeddings "
+                                 "(SignalEpisodes.with_context)")
         model.set_task_context(tr.context)  # the training tasks' instructions only
     xt = torch.as_tensor(model._windows(tr))
     yt = torch.as_tensor(tr.labels, dtype=torch.float32)
@@ -509,17 +540,22 @@ def train_predictor(data:SignalEpisodes, train:Sequence[int], # positions of the
         order, total = rng.permutation(len(xt)), 0.0
         for i in range(0, len(order), tc.batch_size):
             b = order[i:i + tc.batch_size]
-            loss = check_loss(loss_of(xt[b], yt[b], b, (et, wt) if config.episode_output else None), epoch, i // tc.batch_size, tc.lr)
+            loss = check_loss(loss_of(xt[b], yt[b], b, (et, wt) if config.episode_output else None), epoch,
+                              i // tc.batch_size, tc.lr)
             opt.zero_grad(); loss.backward(); opt.step()
             total += loss.item() * len(b)
         model.eval()
-        with torch.no_grad(): vloss = loss_of(xv, yv, episode=(ev, wv) if config.episode_output else None).item() if len(xv) else float('nan')
+        with torch.no_grad():
+            vloss = loss_of(xv, yv,
+                            episode=(ev, wv) if config.episode_output else None).item() if len(xv) else float('nan')
         if len(xv) and not math.isfinite(vloss):
-            raise FloatingPointError(f"non-finite validation loss ({vloss:g}) at epoch {epoch}: the weights diverged; lower lr ({tc.lr:g})")
+            raise FloatingPointError(f"non-finite validation loss ({vloss:g}) at epoch {epoch}: the weights diverged; "
+                                     f"lower lr ({tc.lr:g})")
         history.append(dict(epoch=epoch, train_loss=total / len(xt), val_loss=vloss))
         bar.set_postfix(train=f'{total / len(xt):.4f}', val=f'{vloss:.4f}')
         if not len(xv): continue
-        if vloss < best - 1e-6: best, best_state, waited = vloss, {k: v.clone() for k, v in model.state_dict().items()}, 0
+        if vloss < best - 1e-6:
+            best, best_state, waited = vloss, {k: v.clone() for k, v in model.state_dict().items()}, 0
         else:
             waited += 1
             if waited >= tc.patience: break
@@ -566,7 +602,9 @@ def conformal_quantile(scores:np.ndarray, alpha:float,
     s = np.sort(np.asarray(scores, float))
     k = math.ceil((len(s) + 1) * (1 - alpha))
     if k > len(s):
-        if warn: warnings.warn(f"{len(s)} calibration episodes are too few for alpha={alpha} (need ≥ {math.ceil(1 / alpha) - 1}); threshold = +inf")
+        if warn:
+            warnings.warn(f"{len(s)} calibration episodes are too few for alpha={alpha} (need ≥ "
+                          f"{math.ceil(1 / alpha) - 1}); threshold = +inf")
         return math.inf
     return float(s[k - 1])
 
@@ -604,7 +642,8 @@ class ConformalThresholds:
         if bad: raise PredictorError(f"thresholds: alphas must be in (0, 1), got {bad}")
         for k in ('constant', 'band_scale'):
             if np.shape(getattr(self, k)) != (A, H, K1):
-                raise PredictorError(f"thresholds: {k} must be (alphas={A}, horizons={H}, outputs={K1}) = {(A, H, K1)}, got {np.shape(getattr(self, k))}")
+                raise PredictorError(f"thresholds: {k} must be (alphas={A}, horizons={H}, outputs={K1}) = "
+                                     f"{(A, H, K1)}, got {np.shape(getattr(self, k))}")
         m, s = np.shape(self.band_mean), np.shape(self.band_std)
         if m != s or len(m) != 3 or m[0] < 1 or m[1:] != (H, K1):
             raise PredictorError(f"thresholds: band_mean and band_std must be (L ≥ 1, {H}, {K1}), got {m} and {s}")
@@ -614,7 +653,8 @@ class ConformalThresholds:
             if not math.isclose(a, alpha): continue
             rows = [np.shape(x)[0] if np.ndim(x) else 0 for x in (self.constant, self.band_scale)]
             if i >= min(rows):  # changed after construction
-                raise PredictorError(f"thresholds calibrated for alphas {self.alphas} but constant thresholds has {rows[0]} row(s) "
+                raise PredictorError(f"thresholds calibrated for alphas {self.alphas} but constant thresholds has "
+                                     f"{rows[0]} row(s) "
                                      f"and band_scale {rows[1]}: one per alpha expected")
             return i
         raise PredictorError(f"no thresholds for alpha={alpha}; calibrated for {self.alphas}")
@@ -645,7 +685,9 @@ class ConformalThresholds:
         names = [f.name for f in fields(cls)]
         missing = [k for k in names if k not in d]
         if missing: raise PredictorError(f"{p}: not a thresholds file; missing {missing}")
-        try: return cls(**{k: (np.asarray(d[k], float) if k in ('constant', 'band_mean', 'band_std', 'band_scale') else d[k]) for k in names})
+        try:
+            return cls(**{k: (np.asarray(d[k], float) if k in ('constant', 'band_mean', 'band_std',
+                                                               'band_scale') else d[k]) for k in names})
         except PredictorError as e: raise PredictorError(f"{p}: {e}") from None
 
 def conformal_thresholds(model:FailurePredictor, data:SignalEpisodes,
@@ -653,8 +695,10 @@ def conformal_thresholds(model:FailurePredictor, data:SignalEpisodes,
                          reference:Sequence[int], # other episodes whose successes shape the functional band (e.g. validation)
                          alphas:Sequence[float]) -> ConformalThresholds:
     "Conformal alarm thresholds for every α and output."
-    if set(np.asarray(calib).tolist()) & set(np.asarray(reference).tolist()): raise PredictorError("calibration and reference episodes overlap")
-    leaked = sorted(set(data.meta['split'][np.r_[np.asarray(calib, np.int64), np.asarray(reference, np.int64)]]) - {'seen'})
+    if set(np.asarray(calib).tolist()) & set(np.asarray(reference).tolist()):
+        raise PredictorError("calibration and reference episodes overlap")
+    leaked = sorted(set(data.meta['split'][np.r_[np.asarray(calib, np.int64),
+                                                 np.asarray(reference, np.int64)]]) - {'seen'})
     if leaked: raise PredictorError(f"thresholds must be calibrated on seen-task episodes only, got split(s) {leaked}")
     ok = lambda eps: [e for e in eps if not data.failed[e]]
     cal, ref = data.subset(ok(calib)), data.subset(ok(reference) or ok(calib))
@@ -706,12 +750,16 @@ class PredictorStream:
         m = self.model
         B, W, _ = self.buffer.shape
         S = len(m.config.signal_names)
-        if x.shape != (B, S): raise PredictorError(f"step signals must be (B={B}, S={S}) for {m.config.signal_names}, got {x.shape}")
+        if x.shape != (B, S):
+            raise PredictorError(f"step signals must be (B={B}, S={S}) for {m.config.signal_names}, got {x.shape}")
         x, first = torch.from_numpy(x), torch.from_numpy(self.steps == 0)
         if m.config.task_context:
             if first.any():
-                if context is None: raise PredictorError("this predictor reads a task context: pass each environment's instruction embedding (B, D) when its episode starts")
-                if np.shape(context)[0] != B: raise PredictorError(f"context must be (B={B}, D), got {np.shape(context)}")
+                if context is None:
+                    raise PredictorError("this predictor reads a task context: pass each environment's instruction "
+                                         "embedding (B, D) when its episode starts")
+                if np.shape(context)[0] != B:
+                    raise PredictorError(f"context must be (B={B}, D), got {np.shape(context)}")
                 self.coords[first] = m.task_coordinates(context)[first]
             x = torch.cat([x, self.coords], 1)
         elif context is not None: raise PredictorError("this predictor has no task context; pass context=None")

@@ -76,6 +76,7 @@ def language_check(vla:VLAPolicy, # the ensemble
                 run_episode(env, lambda obs, info: policy(obs), scene, max_steps=steps)
                 other = 'blue' if cube == 'red' else 'red'
                 gap = lambda c: float(np.linalg.norm(env.ee_pos[:2] - env.cube_pos(c)[:2]))
-                rows.append(dict(scene=e, instruction=task, named_cube_m=round(gap(cube), 4), other_cube_m=round(gap(other), 4)))
+                rows.append(dict(scene=e, instruction=task, named_cube_m=round(gap(cube), 4),
+                                 other_cube_m=round(gap(other), 4)))
     finally: env.close()
     return rows

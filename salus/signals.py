@@ -71,7 +71,8 @@ def _sample_dispersion(s, h):
 
 def _needs_novelty(s, h, name):
     if s.get('embedding') is None: raise ValueError(f"signal {name!r} needs embedding=(B, D) at step()")
-    if h.novelty is None: raise ValueError(f"signal {name!r} needs a fitted FeatureNovelty (SignalExtractor(novelty=...))")
+    if h.novelty is None:
+        raise ValueError(f"signal {name!r} needs a fitted FeatureNovelty (SignalExtractor(novelty=...))")
     return h.novelty
 
 @register_signal('knn_novelty', 'mean distance to the k nearest demo embeddings / its median over the demos')
@@ -121,7 +122,8 @@ class FeatureNovelty:
 
     def _check(self, emb):
         emb = np.asarray(emb, np.float64)
-        if emb.ndim != 2 or emb.shape[1] != self.dim: raise ValueError(f"embedding must be (B, {self.dim}), got {emb.shape}")
+        if emb.ndim != 2 or emb.shape[1] != self.dim:
+            raise ValueError(f"embedding must be (B, {self.dim}), got {emb.shape}")
         if not np.isfinite(emb).all(): raise ValueError("embedding is not finite")
         return (emb - self.center) @ self.basis
 
@@ -138,7 +140,8 @@ class FeatureNovelty:
         "Write the folder `path`: settings in `config.json`, the references in `model.safetensors` (the rest is refitted on load, identically)."
         from safetensors.numpy import save_file
         path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        (path/'config.json').write_text(json.dumps({'kind': 'feature_novelty', 'k': self.k, 'dims': self.dims}, indent=2))
+        (path/'config.json').write_text(json.dumps({'kind': 'feature_novelty', 'k': self.k, 'dims': self.dims},
+                                                   indent=2))
         save_file({'reference': np.ascontiguousarray(self.raw_reference)}, str(path/'model.safetensors'))
         return path
 
@@ -147,11 +150,14 @@ class FeatureNovelty:
         "Read a folder written by `save`."
         from safetensors.numpy import load_file
         path = Path(path)
-        if path.is_file(): raise FileNotFoundError(f"{path}: a novelty reference in the old format (one .npz file); re-run the collect stage")
+        if path.is_file():
+            raise FileNotFoundError(f"{path}: a novelty reference in the old format (one .npz file); re-run the "
+                                    f"collect stage")
         for f in ('config.json', 'model.safetensors'):
             if not (path/f).is_file(): raise FileNotFoundError(f"{path}: not a novelty reference ({f} missing)")
         meta = json.loads((path/'config.json').read_text())
-        if meta.get('kind') != 'feature_novelty': raise ValueError(f"{path}: config.json describes {meta.get('kind')!r}, not a novelty reference")
+        if meta.get('kind') != 'feature_novelty':
+            raise ValueError(f"{path}: config.json describes {meta.get('kind')!r}, not a novelty reference")
         reference = np.array(load_file(str(path/'model.safetensors'))['reference'])  # a copy, aligned (the file's buffer may not be)
         return cls(reference, int(meta['k']), dims=int(meta['dims']))
 
@@ -170,7 +176,8 @@ class SignalExtractor:
         if trend_window < 1: raise ValueError(f"trend_window must be ≥ 1, got {trend_window}")
         self.names, self.batch_size, self.trend_window, self.novelty = list(names), batch_size, trend_window, novelty
         if novelty is None and any(n.endswith('_novelty') for n in self.names):
-            raise ValueError(f"signals {[n for n in self.names if n.endswith('_novelty')]} need a fitted FeatureNovelty (novelty=...)")
+            raise ValueError(f"signals {[n for n in self.names if n.endswith('_novelty')]} need a fitted "
+                             f"FeatureNovelty (novelty=...)")
         self._fns = [SIGNALS[n].fn for n in self.names]
         self.reset()
 
@@ -197,15 +204,18 @@ class SignalExtractor:
             raise ValueError(f"chunks must be (K, B={self.batch_size}, T, A), got {chunks.shape}")
         if executed.shape != (self.batch_size, chunks.shape[-1]):
             raise ValueError(f"executed must be (B={self.batch_size}, A={chunks.shape[-1]}), got {executed.shape}")
-        if not (np.isfinite(chunks).all() and np.isfinite(executed).all()): raise ValueError("chunks or executed action are not finite")
+        if not (np.isfinite(chunks).all() and np.isfinite(executed).all()):
+            raise ValueError("chunks or executed action are not finite")
         std = chunks.std(0)
-        s = {'mean': chunks.mean(0), 'std': std, 'std0': std[:, 0], 'executed': executed, 'samples': None, 'embedding': embedding}
+        s = {'mean': chunks.mean(0), 'std': std, 'std0': std[:, 0], 'executed': executed, 'samples': None,
+             'embedding': embedding}
         if embedding is not None and len(embedding) != self.batch_size:
             raise ValueError(f"embedding must have B={self.batch_size} rows, got {len(embedding)}")
         if samples is not None:
             samples = np.asarray(samples, np.float64)
             if samples.ndim != 4 or samples.shape[1:] != chunks.shape[1:]:
-                raise ValueError(f"samples must be (N, B, T, A) = (N, {', '.join(map(str, chunks.shape[1:]))}), got {samples.shape}")
+                raise ValueError(f"samples must be (N, B, T, A) = (N, {', '.join(map(str, chunks.shape[1:]))}), got "
+                                 f"{samples.shape}")
             if not np.isfinite(samples).all(): raise ValueError("samples are not finite")
             s['samples'] = samples
         if self.prev_executed is None: self.prev_executed, self.prev_mean = executed.copy(), s['mean'].copy()
@@ -213,7 +223,8 @@ class SignalExtractor:
         if not np.isfinite(out).all():  # NaN, inf, or beyond float32 (huge but finite inputs): one check on the cast values
             bad = ~np.isfinite(out)
             b = int(np.flatnonzero(bad.any(-1))[0])
-            raise ValueError(f"signals are non-finite at env {b} ({', '.join(repr(self.names[j]) for j in np.flatnonzero(bad[b]))}): "
+            raise ValueError(f"signals are non-finite at env {b} "
+                             f"({', '.join(repr(self.names[j]) for j in np.flatnonzero(bad[b]))}): "
                              f"inputs out of range (|chunks| up to {np.abs(chunks[:, b]).max():.3g})")
         eps = s['std0'].mean(-1)
         self.epistemic_history = np.roll(self.epistemic_history, 1, axis=1)

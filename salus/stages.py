@@ -105,11 +105,14 @@ def _parameters_cell(nb_path:Path) -> int|None:
     i = next((i for i, c in enumerate(nb.cells) if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
     if i is None: return None
     try: tree = ast.parse(nb.cells[i].source)
-    except SyntaxError as e: raise StageFailed(f"{nb_path}: the parameters cell is not plain Python assignments ({e})") from None
-    names = list(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)))
+    except SyntaxError as e:
+        raise StageFailed(f"{nb_path}: the parameters cell is not plain Python assignments ({e})") from None
+    names = list(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx,
+                                                                                                      ast.Store)))
     if stray := [n for n in names if n not in INJECTED]:
         raise StageFailed(f"{nb_path}: the parameters cell sets {stray}, which salus_stage does not inject (it injects "
-                          f"{list(INJECTED)}); read them from params.yaml: `load_params('params.yaml', profile=profile)`")
+                          f"{list(INJECTED)}); read them from params.yaml: `load_params('params.yaml', "
+                          f"profile=profile)`")
     return i
 
 def run_stage(name:str, # the stage, i.e. the pipeline notebook's name
@@ -124,7 +127,8 @@ def run_stage(name:str, # the stage, i.e. the pipeline notebook's name
     paths = ProjectPaths.find(root)
     nb = find_stage_notebook(paths, name)
     params_cell = _parameters_cell(nb)
-    if params_cell is None: raise StageFailed(f"{nb}: no cell tagged 'parameters'; papermill needs one to inject values")
+    if params_cell is None:
+        raise StageFailed(f"{nb}: no cell tagged 'parameters'; papermill needs one to inject values")
     parameters = dict(profile=load_params(paths.params, profile).profile)  # checked here: a bad file runs nothing
     report = paths.reports/f'{name}.ipynb'
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -132,9 +136,11 @@ def run_stage(name:str, # the stage, i.e. the pipeline notebook's name
     previous = os.environ.get('SALUS_STAGE')
     os.environ['SALUS_STAGE'] = name  # the kernel inherits it: library progress bars then also reach the terminal
     try:
-        pm.execute_notebook(nb, report, parameters=parameters, kernel_name=kernel, cwd=paths.root, progress_bar=progress)
+        pm.execute_notebook(nb, report, parameters=parameters, kernel_name=kernel, cwd=paths.root,
+                            progress_bar=progress)
     except DeadKernelError:
-        raise StageFailed(f"stage {name!r}: the kernel running {nb.name} died (killed, or out of memory: `dmesg` says which); "
+        raise StageFailed(f"stage {name!r}: the kernel running {nb.name} died (killed, or out of memory: `dmesg` "
+                          f"says which); "
                           f"what it had written is kept, and its stores resume on the next run. Report so far: {report}") from None
     except NoSuchKernel:
         raise StageFailed(f"Jupyter kernel {kernel!r} is not installed: run `make install` "
@@ -237,7 +243,8 @@ def stage_context(name:str, # the stage, as `dvc.yaml` names it
     "The context of stage `name`, run (as `salus_stage` runs it) from the project root."
     paths = ProjectPaths.find('.')
     if paths.root != Path.cwd().resolve():
-        raise StageFailed(f"stage {name!r} runs from the project root ({paths.root}), not from {Path.cwd()}: its artifact paths are relative to it")
+        raise StageFailed(f"stage {name!r} runs from the project root ({paths.root}), not from {Path.cwd()}: its "
+                          f"artifact paths are relative to it")
     return StageContext(name, load_params(paths.params, profile))
 
 # %% ../nbs/09_stages.ipynb #e47c0f2e
@@ -319,7 +326,8 @@ def dvc(*args:str, cwd:str|Path='.', capture:bool=False) -> subprocess.Completed
     "Run `dvc args` in `cwd`; raise `StageFailed` with DVC's output if it fails."
     res = subprocess.run([_tool('dvc'), *args], cwd=cwd, text=True, capture_output=capture)
     if res.returncode != 0:
-        raise StageFailed(f"`dvc {' '.join(args)}` failed in {cwd} (exit {res.returncode})\n{res.stdout or ''}{res.stderr or ''}")
+        raise StageFailed(f"`dvc {' '.join(args)}` failed in {cwd} (exit "
+                          f"{res.returncode})\n{res.stdout or ''}{res.stderr or ''}")
     return res
 
 def prepare_external_data(root:str|Path='.') -> str:
@@ -365,7 +373,8 @@ def reproduce(root:str|Path='.', # the project
     bad value found by the stage itself would cost the outputs it had; checked here, nothing is touched."""
     paths = ProjectPaths.find(root)
     try: load_params(paths.params)
-    except ParamsError as e: raise ParamsError(f"{e}\n(checked before `dvc repro`: nothing was run, no output was touched)") from None
+    except ParamsError as e:
+        raise ParamsError(f"{e}\n(checked before `dvc repro`: nothing was run, no output was touched)") from None
     print(f"salus: {prepare_external_data(paths.root)}", flush=True)
     dvc('repro', *stages, cwd=paths.root)
     return paths.root

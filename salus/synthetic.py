@@ -39,7 +39,8 @@ def synthetic_signal_episodes(n_episodes:int=240, # episodes; the last `unseen_f
 def synthetic_store(path, **kwargs) -> EpisodeStore:
     "An episode store of `synthetic_signal_episodes` (signals only), with the attributes the predictor reads."
     schema = StoreSchema(data={'signals': ((3,), 'float32')},
-                         meta={'task': 'str', 'split': 'str', 'outcome': 'str', 'failure_type': 'str', 'failure_step': 'int64'})
+                         meta={'task': 'str', 'split': 'str', 'outcome': 'str', 'failure_type': 'str',
+                               'failure_step': 'int64'})
     store = EpisodeStore.create(path, schema, dict(signal_names=['disagreement', 'noise_a', 'noise_b'], control_hz=10))
     for data, meta in synthetic_signal_episodes(**kwargs): store.append_episode(data, meta)
     return store

@@ -13,4 +13,5 @@ from .training_embedded import *
 from .ensemble import *
 from . import base, configuration_embedded, modeling_embedded, training_embedded, ensemble
 
-__all__ = [name for module in (base, configuration_embedded, modeling_embedded, training_embedded, ensemble) for name in module.__all__]
+__all__ = [name for module in (base, configuration_embedded, modeling_embedded, training_embedded,
+                               ensemble) for name in module.__all__]

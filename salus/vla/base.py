@@ -31,7 +31,8 @@ class VLAObservation:
         for cam in ('front', 'wrist'):
             img = np.asarray(getattr(self, cam))
             if img.ndim == 3: img = img[None]
-            if img.ndim != 4 or img.shape[-1] != 3: raise ValueError(f"{cam} image must be (B,H,W,3) or (H,W,3), got {img.shape}")
+            if img.ndim != 4 or img.shape[-1] != 3:
+                raise ValueError(f"{cam} image must be (B,H,W,3) or (H,W,3), got {img.shape}")
             if img.dtype != np.uint8: raise ValueError(f"{cam} image must be uint8 (0-255), got {img.dtype}")
             setattr(self, cam, img)
         with np.errstate(over='ignore'): state = np.asarray(self.state, dtype=np.float32)  # beyond float32: inf, refused below
@@ -39,10 +40,12 @@ class VLAObservation:
         if isinstance(self.instructions, str): self.instructions = [self.instructions]
         self.instructions = list(self.instructions)
         B = len(self.front)
-        if not (len(self.wrist) == len(self.state) == B): raise ValueError(f"batch sizes differ: front {B}, wrist {len(self.wrist)}, state {len(self.state)}")
+        if not (len(self.wrist) == len(self.state) == B):
+            raise ValueError(f"batch sizes differ: front {B}, wrist {len(self.wrist)}, state {len(self.state)}")
         if len(self.instructions) == 1 and B > 1: self.instructions *= B
         if len(self.instructions) != B: raise ValueError(f"{len(self.instructions)} instructions for a batch of {B}")
-        if any(not isinstance(s, str) or not s.strip() for s in self.instructions): raise ValueError("every instruction must be a non-empty string")
+        if any(not isinstance(s, str) or not s.strip() for s in self.instructions):
+            raise ValueError("every instruction must be a non-empty string")
         if not np.isfinite(self.state).all():
             b, i = np.argwhere(~np.isfinite(self.state))[0]
             raise ValueError(f"state has non-finite values (NaN, inf or beyond float32) at env {b}, index {i}")

@@ -27,4 +27,5 @@ class EmbeddedVLAConfig:
 
     def __post_init__(self):
         for k, v in asdict(self).items():
-            if not isinstance(v, int) or v < 1: raise ValueError(f"EmbeddedVLAConfig.{k} must be a positive integer, got {v!r}")
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"EmbeddedVLAConfig.{k} must be a positive integer, got {v!r}")

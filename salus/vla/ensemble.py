@@ -23,7 +23,8 @@ class VLAEnsemble:
                  batch_size:int=1, # environments stepped together
                  seed:int=0): # seeds the generative heads' noise
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"VLAEnsemble: batch_size must be an integer ≥ 1 (environments stepped together), got {batch_size!r}")
+            raise ValueError(f"VLAEnsemble: batch_size must be an integer ≥ 1 (environments stepped together), got "
+                             f"{batch_size!r}")
         self.backend = backend
         self.signals = SignalExtractor(tuple(signal_names or SEED_SIGNALS), batch_size)
         self.generator = torch.Generator().manual_seed(seed)
@@ -47,7 +48,8 @@ class VLAEnsemble:
             raise ValueError("image must be a dict with 'front' and 'wrist' camera images")
         obs = VLAObservation(image['front'], image['wrist'], state, instruction)
         if len(obs) != self.signals.batch_size:
-            raise ValueError(f"batch of {len(obs)} observations, but the ensemble streams signals for {self.signals.batch_size}")
+            raise ValueError(f"batch of {len(obs)} observations, but the ensemble streams signals for "
+                             f"{self.signals.batch_size}")
         step = ensemble_step(self.backend, obs, self.generator)
         self.last_chunks, self.last_embedding = step.chunks, step.embedding
         return step.action, self.signals.step(step.chunks, step.action)

@@ -51,7 +51,8 @@ class CameraEncoder(nn.Module):
     def forward(self, img, text):
         h = F.relu(self.conv1(img))
         B, _, H, W = h.shape
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, H, device=h.device), torch.linspace(-1, 1, W, device=h.device), indexing='ij')
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, H, device=h.device), torch.linspace(-1, 1, W, device=h.device),
+                                indexing='ij')
         h = F.relu(self.conv2(torch.cat([h, xs.expand(B, 1, H, W), ys.expand(B, 1, H, W)], 1)))
         scale, shift = self.film(text).chunk(2, -1)
         h = F.relu(h * (1 + scale[..., None, None]) + shift[..., None, None])
@@ -68,9 +69,11 @@ class EmbeddedVLAModel(nn.Module):
         c = self.config = config
         self.front, self.wrist = CameraEncoder(c), CameraEncoder(c)
         self.text = nn.Linear(c.text_dim, 64)
-        self.fuse = nn.Sequential(nn.Linear(4 * c.keypoints + c.state_dim + 64, c.hidden), nn.ReLU(), nn.Linear(c.hidden, c.hidden))
+        self.fuse = nn.Sequential(nn.Linear(4 * c.keypoints + c.state_dim + 64, c.hidden), nn.ReLU(),
+                                  nn.Linear(c.hidden, c.hidden))
         d = c.chunk_size * c.action_dim
-        self.head = nn.Sequential(nn.Linear(c.hidden + d + 32, c.hidden), nn.ReLU(), nn.Linear(c.hidden, c.hidden), nn.ReLU(), nn.Linear(c.hidden, d))
+        self.head = nn.Sequential(nn.Linear(c.hidden + d + 32, c.hidden), nn.ReLU(), nn.Linear(c.hidden, c.hidden),
+                                  nn.ReLU(), nn.Linear(c.hidden, d))
         self.goal = nn.Linear(c.hidden, c.goal_dim)  # training-time only: makes the embedding locate objects
 
     def embed(self, front, wrist, state, text):
@@ -116,7 +119,8 @@ class Normalizer:
     @classmethod
     def fit(cls, states:np.ndarray, actions:np.ndarray) -> 'Normalizer':
         s, a = states.reshape(-1, states.shape[-1]), actions.reshape(-1, actions.shape[-1])
-        return cls(s.mean(0).tolist(), np.maximum(s.std(0), 1e-3).tolist(), a.mean(0).tolist(), np.maximum(a.std(0), 1e-3).tolist())
+        return cls(s.mean(0).tolist(), np.maximum(s.std(0), 1e-3).tolist(), a.mean(0).tolist(),
+                   np.maximum(a.std(0), 1e-3).tolist())
 
 class EmbeddedVLA(MemberChunksPolicy):
     "A deep ensemble of K embedded VLA members, run in one vmapped forward (a `VLAPolicy`)."
@@ -133,7 +137,8 @@ class EmbeddedVLA(MemberChunksPolicy):
             nets.append(EmbeddedVLAModel(config).to(self.device))
         self.params, self.buffers = stack_module_state(nets)
         self.base = EmbeddedVLAModel(config).to('meta')
-        self.normalizer = normalizer or Normalizer([0.] * config.state_dim, [1.] * config.state_dim, [0.] * config.action_dim, [1.] * config.action_dim)
+        self.normalizer = normalizer or Normalizer([0.] * config.state_dim, [1.] * config.state_dim,
+                                                   [0.] * config.action_dim, [1.] * config.action_dim)
         self.encoder = None
         self.action_dim, self.chunk_size, self.embedding_dim = config.action_dim, config.chunk_size, config.hidden
 
@@ -149,14 +154,16 @@ class EmbeddedVLA(MemberChunksPolicy):
     # -- inputs
     def _tensors(self, obs:VLAObservation):
         c, n = self.config, self.normalizer
-        if obs.state.shape[1] != c.state_dim: raise ValueError(f"state must have {c.state_dim} values, got {obs.state.shape[1]}")
+        if obs.state.shape[1] != c.state_dim:
+            raise ValueError(f"state must have {c.state_dim} values, got {obs.state.shape[1]}")
         img = lambda a: F.interpolate(torch.from_numpy(a).to(self.device).permute(0, 3, 1, 2).float() / 255,
                                       size=(c.image_size, c.image_size), mode='area')
         stat = lambda v: torch.tensor(v, device=self.device)
         state = (torch.from_numpy(obs.state).to(self.device) - stat(n.state_mean)) / stat(n.state_std)
         if not torch.isfinite(state).all():  # a value far outside the training range, over a tiny training std
             b, i = torch.nonzero(~torch.isfinite(state))[0].tolist()
-            raise ValueError(f"state is out of range: normalised by the training statistics it is non-finite at env {b}, index {i} ({obs.state[b, i]:g})")
+            raise ValueError(f"state is out of range: normalised by the training statistics it is non-finite at env "
+                             f"{b}, index {i} ({obs.state[b, i]:g})")
         if self.encoder is None: self.encoder = instruction_encoder()
         text = torch.from_numpy(self.encoder(obs.instructions)).to(self.device)
         return img(obs.front), img(obs.wrist), state.float(), text
@@ -179,7 +186,8 @@ def member_chunks(self:EmbeddedVLA, obs:VLAObservation, generator:torch.Generato
     noise = self._noise((B * samples, d), generator)  # the same draw for every member: spread = disagreement
     if batched: x, emb = self.forward_members(front, wrist, state, text, noise, member_axis=(False,) * 5)
     else:  # one member after another, for comparison
-        outs = [functional_call(self.base, ({n: v[k] for n, v in self.params.items()}, {n: v[k] for n, v in self.buffers.items()}),
+        outs = [functional_call(self.base,
+                                ({n: v[k] for n, v in self.params.items()}, {n: v[k] for n, v in self.buffers.items()}),
                                 (front, wrist, state, text, noise)) for k in range(self.members)]
         x, emb = torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
     stat = lambda v: torch.tensor(v, device=x.device)
@@ -207,7 +215,8 @@ CHECKPOINT_FILES = ('config.json', 'model.safetensors')
 def save(self:EmbeddedVLA, path:str|Path) -> Path:
     "Write the config, normalisation (`config.json`) and every member's weights (`model.safetensors`) to the folder `path`."
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    (path/'config.json').write_text(json.dumps({'backend': 'embedded', 'members': self.members, 'config': asdict(self.config),
+    (path/'config.json').write_text(json.dumps({'backend': 'embedded', 'members': self.members,
+                                                'config': asdict(self.config),
                                                 'normalizer': asdict(self.normalizer)}, indent=2))
     tensors = {f'params.{k}': v.detach().cpu().contiguous() for k, v in self.params.items()}
     tensors |= {f'buffers.{k}': v.cpu().contiguous() for k, v in self.buffers.items()}
@@ -224,14 +233,17 @@ def load(cls:EmbeddedVLA, path:str|Path, device:str='cpu') -> EmbeddedVLA:
     for f in CHECKPOINT_FILES:
         if not (path/f).is_file(): raise FileNotFoundError(f"{path}: not an embedded VLA checkpoint ({f} missing)")
     meta = json.loads((path/'config.json').read_text())
-    if meta.get('backend') != 'embedded': raise ValueError(f"{path}: checkpoint is for backend {meta.get('backend')!r}, not 'embedded'")
-    vla = cls(EmbeddedVLAConfig(**meta['config']), meta['members'], normalizer=Normalizer(**meta['normalizer']), device=device)
+    if meta.get('backend') != 'embedded':
+        raise ValueError(f"{path}: checkpoint is for backend {meta.get('backend')!r}, not 'embedded'")
+    vla = cls(EmbeddedVLAConfig(**meta['config']), meta['members'], normalizer=Normalizer(**meta['normalizer']),
+              device=device)
     tensors = load_file(str(path/'model.safetensors'), device=str(vla.device))
     part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     params, buffers = part('params.'), part('buffers.')
     if set(params) != set(vla.params) or set(buffers) != set(vla.buffers):
         raise ValueError(f"{path}: model.safetensors does not hold the weights its config.json describes "
-                         f"(missing {sorted(set(vla.params) - set(params))}, unexpected {sorted(set(params) - set(vla.params))})")
+                         f"(missing {sorted(set(vla.params) - set(params))}, unexpected "
+                         f"{sorted(set(params) - set(vla.params))})")
     # copies: the tensors safetensors returns can sit at unaligned offsets of the file's buffer, and CPU kernels then
     # round differently (5e-7 in the chunks, measured), so the loaded ensemble would not act exactly as the saved one
     vla.params, vla.buffers = ({k: v.clone() for k, v in d.items()} for d in (params, buffers))

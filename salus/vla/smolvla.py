@@ -36,7 +36,8 @@ def _smolvla():
     return SmolVLAConfig, SmolVLAPolicy, make_smolvla_pre_post_processors, PolicyProcessorPipeline
 
 # the steps SmolVLA's own processors save (`make_smolvla_pre_post_processors`, then `save_pretrained`), by registry name
-SMOLVLA_PROCESSOR_STEPS = ('rename_observations_processor', 'to_batch_processor', 'smolvla_new_line_processor', 'tokenizer_processor',
+SMOLVLA_PROCESSOR_STEPS = ('rename_observations_processor', 'to_batch_processor', 'smolvla_new_line_processor',
+                           'tokenizer_processor',
                            'device_processor', 'normalizer_processor', 'unnormalizer_processor')
 
 class UntrustedCheckpointError(ValueError):
@@ -48,16 +49,20 @@ def check_processor_file(path:str|Path) -> dict:
     if not p.is_file(): raise FileNotFoundError(f"{p}: no processor file")
     try: d = json.loads(p.read_text())
     except json.JSONDecodeError as e: raise UntrustedCheckpointError(f"{p}: not JSON ({e})") from None
-    if not isinstance(d, dict) or not isinstance(d.get('steps'), list) or not all(isinstance(s, dict) for s in d['steps']):
+    if not isinstance(d, dict) or not isinstance(d.get('steps'),
+                                                 list) or not all(isinstance(s, dict) for s in d['steps']):
         raise UntrustedCheckpointError(f'{p}: not a processor pipeline (a "steps" list of objects)')
     for i, step in enumerate(d['steps']):
         name = step.get('class', step.get('registry_name'))  # a 'class' is imported by its module path and called with 'config'
         if 'class' in step or name not in SMOLVLA_PROCESSOR_STEPS:
-            raise UntrustedCheckpointError(f"{p}: step {i} names {name!r}, not one of SmolVLA's processor steps {list(SMOLVLA_PROCESSOR_STEPS)}; "
-                                           "lerobot would import and instantiate it before checking its type: load only trusted checkpoints")
+            raise UntrustedCheckpointError(f"{p}: step {i} names {name!r}, not one of SmolVLA's processor steps "
+                                           f"{list(SMOLVLA_PROCESSOR_STEPS)}; "
+                                           "lerobot would import and instantiate it before checking its type: load "
+                                           "only trusted checkpoints")
         state = step.get('state_file')
         if state is not None and (not isinstance(state, str) or Path(state).name != state):
-            raise UntrustedCheckpointError(f"{p}: step {i}'s state_file {state!r} is not a file name inside the checkpoint folder")
+            raise UntrustedCheckpointError(f"{p}: step {i}'s state_file {state!r} is not a file name inside the "
+                                           f"checkpoint folder")
     return d
 
 # %% ../../nbs/02f_smolvla.ipynb #531bb636
@@ -80,14 +85,20 @@ def write_smolvlm(path:str|Path, # folder to write (created)
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.WordPiece(unk_token='<unk>'))
     tok.normalizer, tok.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
-    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=256, special_tokens=['<pad>', '<unk>', *SMOLVLM_SPECIAL_TOKENS.values()]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token='<pad>', unk_token='<unk>', extra_special_tokens=SMOLVLM_SPECIAL_TOKENS)
-    text_config = {'model_type': 'llama', **text_config, 'vocab_size': max(len(tokenizer), text_config.get('vocab_size', 0))}
+    tok.train_from_iterator(corpus,
+                            trainers.WordPieceTrainer(vocab_size=256,
+                                                      special_tokens=['<pad>', '<unk>',
+                                                                      *SMOLVLM_SPECIAL_TOKENS.values()]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token='<pad>', unk_token='<unk>',
+                                        extra_special_tokens=SMOLVLM_SPECIAL_TOKENS)
+    text_config = {'model_type': 'llama', **text_config,
+                   'vocab_size': max(len(tokenizer), text_config.get('vocab_size', 0))}
     SmolVLMConfig(text_config=text_config, vision_config=vision_config, scale_factor=scale_factor,
                   image_token_id=tokenizer.convert_tokens_to_ids('<image>')).save_pretrained(path)
     side = {'longest_edge': vision_config['image_size']}
     image_seq_len = (vision_config['image_size'] // vision_config['patch_size'] // scale_factor) ** 2  # image tokens per image
-    SmolVLMProcessor(image_processor=SmolVLMImageProcessor(size=side, max_image_size=side), video_processor=SmolVLMVideoProcessor(),
+    SmolVLMProcessor(image_processor=SmolVLMImageProcessor(size=side, max_image_size=side),
+                     video_processor=SmolVLMVideoProcessor(),
                      tokenizer=tokenizer, image_seq_len=image_seq_len).save_pretrained(path)
     return path
 
@@ -99,17 +110,23 @@ def tiny_smolvlm(path:str|Path, # folder to write (created)
                 ) -> Path:
     "Write a tiny, randomly initialisable SmolVLM config and processor (tokenizer trained locally) to `path`."
     heads = max(2, hidden // 16)
-    return write_smolvlm(path, dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=heads,
+    return write_smolvlm(path,
+                         dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                              num_attention_heads=heads,
                                     num_key_value_heads=max(1, heads // 2), head_dim=hidden // heads),
-                         dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=image_size, patch_size=16),
+                         dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=image_size, patch_size=16),
                          scale_factor=2, corpus=corpus)
 
 # The published SmolVLM2-500M architecture (SmolLM2-360M language model, SigLIP-B/16 at 512 px, pixel shuffle 4):
 # SmolVLA-base is built on it and keeps its first 16 language layers. Weights are not needed to time it.
-SMOLVLM2_500M = dict(text_config=dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
-                                      num_key_value_heads=5, head_dim=64, vocab_size=49280, rms_norm_eps=1e-5, rope_theta=100000.0,
+SMOLVLM2_500M = dict(text_config=dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
+                                      num_attention_heads=15,
+                                      num_key_value_heads=5, head_dim=64, vocab_size=49280, rms_norm_eps=1e-5,
+                                      rope_theta=100000.0,
                                       max_position_embeddings=8192, tie_word_embeddings=True),
-                     vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                        num_attention_heads=12,
                                         image_size=512, patch_size=16),
                      scale_factor=4)
 
@@ -120,7 +137,8 @@ def tiny_smolvla_config(vlm_path:str|Path, # a folder from `tiny_smolvlm` (or a 
     "A `SmolVLAConfig` for a small, randomly initialised SmolVLA on the VLM at `vlm_path` (CPU, float32)."
     SmolVLAConfig, *_ = _smolvla()
     from lerobot.configs.types import FeatureType, PolicyFeature
-    images = {f'observation.images.camera{i + 1}': PolicyFeature(FeatureType.VISUAL, tuple(image_shape)) for i in range(cameras)}
+    images = {f'observation.images.camera{i + 1}': PolicyFeature(FeatureType.VISUAL,
+                                                                 tuple(image_shape)) for i in range(cameras)}
     vision = json.loads((Path(vlm_path)/'config.json').read_text())['vision_config']['image_size']
     return SmolVLAConfig(vlm_model_name=str(vlm_path), load_vlm_weights=False, device='cpu', chunk_size=chunk_size,
                          n_action_steps=chunk_size, num_steps=flow_steps, resize_imgs_with_padding=(vision, vision),
@@ -139,8 +157,10 @@ class SmolVLAAdapter:
     def __post_init__(self):
         if not self.cameras: raise ValueError("SmolVLAAdapter.cameras must map at least one env camera to an image key")
         for cam, key in self.cameras.items():
-            if cam not in ('front', 'wrist'): raise ValueError(f"SmolVLAAdapter.cameras: unknown env camera {cam!r} (front, wrist)")
-            if not key.startswith('observation.images.'): raise ValueError(f"SmolVLAAdapter.cameras[{cam!r}]: {key!r} is not an image key")
+            if cam not in ('front', 'wrist'):
+                raise ValueError(f"SmolVLAAdapter.cameras: unknown env camera {cam!r} (front, wrist)")
+            if not key.startswith('observation.images.'):
+                raise ValueError(f"SmolVLAAdapter.cameras[{cam!r}]: {key!r} is not an image key")
 
 def fit_width(x:torch.Tensor, width:int) -> torch.Tensor:
     "Cut or zero-pad the last axis of `x` to `width`."
@@ -159,11 +179,13 @@ class SmolVLABackend(MemberChunksPolicy):
                  members:int|None=None, # K; with one policy, K noise samples of it (default 3); else len(policies)
                  adapter:SmolVLAAdapter|None=None):
         if not policies: raise ValueError("SmolVLABackend needs at least one policy")
-        if len(processors) != len(policies): raise ValueError(f"{len(policies)} policies but {len(processors)} processor pairs")
+        if len(processors) != len(policies):
+            raise ValueError(f"{len(policies)} policies but {len(processors)} processor pairs")
         if len(policies) > 1 and members not in (None, len(policies)):
             raise ValueError(f"members={members} with {len(policies)} checkpoints: K is the number of checkpoints")
         self.policies = [p.to(torch.float32).eval() for p in policies]
-        if len({p.config.max_action_dim for p in self.policies}) > 1: raise ValueError("SmolVLA checkpoints of an ensemble need the same max_action_dim")
+        if len({p.config.max_action_dim for p in self.policies}) > 1:
+            raise ValueError("SmolVLA checkpoints of an ensemble need the same max_action_dim")
         self.processors, self.adapter = processors, adapter or SmolVLAAdapter()
         self.members = len(policies) if len(policies) > 1 else (members or 3)
         if self.members < 1: raise ValueError(f"an ensemble needs at least one member, got {self.members}")
@@ -171,11 +193,15 @@ class SmolVLABackend(MemberChunksPolicy):
         self.chunk_size, self.action_dim = cfg.chunk_size, self.adapter.env_action_dim
         width = lambda p: p.model.vlm_with_expert.config.text_config.hidden_size  # of the prefix tokens: the embedding
         self.embedding_dim = width(self.policies[0])
-        if any(width(p) != self.embedding_dim for p in self.policies): raise ValueError("SmolVLA checkpoints of an ensemble need the same VLM width")
+        if any(width(p) != self.embedding_dim for p in self.policies):
+            raise ValueError("SmolVLA checkpoints of an ensemble need the same VLM width")
         for p in self.policies:
-            if p.config.chunk_size != self.chunk_size: raise ValueError("all SmolVLA checkpoints of an ensemble need the same chunk_size")
+            if p.config.chunk_size != self.chunk_size:
+                raise ValueError("all SmolVLA checkpoints of an ensemble need the same chunk_size")
             missing = set(self.adapter.cameras.values()) - set(p.config.image_features)
-            if missing: raise ValueError(f"the checkpoint has no image feature {sorted(missing)}; it has {sorted(p.config.image_features)}")
+            if missing:
+                raise ValueError(f"the checkpoint has no image feature {sorted(missing)}; it has "
+                                 f"{sorted(p.config.image_features)}")
             self._capture_prefix(p)
 
     @staticmethod
@@ -211,9 +237,11 @@ class SmolVLABackend(MemberChunksPolicy):
                 raise FileNotFoundError(f"SmolVLA checkpoint {path}: no such folder" + (" (and HF_HUB_OFFLINE=1: no hub)" if hub_name else ""))
             from lerobot.configs.policies import PreTrainedConfig
             config = PreTrainedConfig.from_pretrained(path)
-            if not isinstance(config, SmolVLAConfig): raise ValueError(f"{path}: a {type(config).__name__} checkpoint, not SmolVLA")
+            if not isinstance(config, SmolVLAConfig):
+                raise ValueError(f"{path}: a {type(config).__name__} checkpoint, not SmolVLA")
             if vlm_path is not None:
-                if not (Path(vlm_path)/'config.json').is_file(): raise FileNotFoundError(f"{vlm_path}: not a SmolVLM folder (config.json missing)")
+                if not (Path(vlm_path)/'config.json').is_file():
+                    raise FileNotFoundError(f"{vlm_path}: not a SmolVLM folder (config.json missing)")
                 config.vlm_model_name = str(vlm_path)
             config.device = device
             saved = local.is_dir() and (local/'policy_preprocessor.json').is_file()
@@ -223,12 +251,15 @@ class SmolVLABackend(MemberChunksPolicy):
             tok = str(tokenizer_path or config.vlm_model_name)
             if saved:
                 pre = Pipeline.from_pretrained(local, config_filename='policy_preprocessor.json',
-                                               overrides={'tokenizer_processor': {'tokenizer_name': tok}, 'device_processor': {'device': device}})
+                                               overrides={'tokenizer_processor': {'tokenizer_name': tok},
+                                                          'device_processor': {'device': device}})
                 from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
                 post = Pipeline.from_pretrained(local, config_filename='policy_postprocessor.json', overrides={},
-                                                to_transition=policy_action_to_transition, to_output=transition_to_policy_action)
+                                                to_transition=policy_action_to_transition,
+                                                to_output=transition_to_policy_action)
             else:  # no saved pipeline (older checkpoints): lerobot's default one, without normalisation statistics
-                warnings.warn(f"{path}: no saved processors (policy_preprocessor.json); states and actions are not normalised")
+                warnings.warn(f"{path}: no saved processors (policy_preprocessor.json); states and actions are "
+                              f"not normalised")
                 vlm, config.vlm_model_name = config.vlm_model_name, tok  # the default pipeline reads its tokenizer from here
                 pre, post = make_processors(config, None)
                 config.vlm_model_name = vlm
@@ -253,14 +284,17 @@ class SmolVLABackend(MemberChunksPolicy):
             if vlm is not None:  # the tokenizer, too, is named by the kept VLM folder (`load` passes the real path)
                 steps = json.loads((folder/'policy_preprocessor.json').read_text())
                 for step in steps.get('steps', []):
-                    if step.get('registry_name') == 'tokenizer_processor': step.setdefault('config', {})['tokenizer_name'] = 'vlm'
+                    if step.get('registry_name') == 'tokenizer_processor':
+                        step.setdefault('config', {})['tokenizer_name'] = 'vlm'
                 (folder/'policy_preprocessor.json').write_text(json.dumps(steps, indent=2))
             (folder/'salus_adapter.json').write_text(json.dumps(asdict(self.adapter), indent=2))
-        meta = {'backend': 'smolvla', 'members': self.members, 'checkpoints': [str(f.relative_to(path)) for f in folders]}
+        meta = {'backend': 'smolvla', 'members': self.members,
+                'checkpoints': [str(f.relative_to(path)) for f in folders]}
         if vlm is not None:  # a self-contained folder: it loads wherever it is copied (a scratch copy, another machine)
             (path/'vlm').mkdir(exist_ok=True)
             for f in Path(vlm).iterdir():
-                if f.is_file() and not f.name.endswith(('.safetensors', '.bin', '.pt', '.pth', '.gguf')): shutil.copy2(f, path/'vlm'/f.name)
+                if f.is_file() and not f.name.endswith(('.safetensors', '.bin', '.pt', '.pth', '.gguf')):
+                    shutil.copy2(f, path/'vlm'/f.name)
             meta['vlm'] = 'vlm'
         (path/'salus_smolvla.json').write_text(json.dumps(meta, indent=2))
         return path
@@ -269,7 +303,8 @@ class SmolVLABackend(MemberChunksPolicy):
     def load(cls, path:str|Path, **kwargs) -> 'SmolVLABackend':
         "A backend written by `save` (keyword arguments as in `from_pretrained`)."
         path = Path(path)
-        if not (path/'salus_smolvla.json').is_file(): raise FileNotFoundError(f"{path}: not a saved SmolVLA backend (salus_smolvla.json missing)")
+        if not (path/'salus_smolvla.json').is_file():
+            raise FileNotFoundError(f"{path}: not a saved SmolVLA backend (salus_smolvla.json missing)")
         meta = json.loads((path/'salus_smolvla.json').read_text())
         folders = [path/c for c in meta['checkpoints']]
         if 'vlm' in meta and kwargs.get('vlm_path') is None: kwargs['vlm_path'] = path/meta['vlm']
@@ -280,9 +315,11 @@ class SmolVLABackend(MemberChunksPolicy):
         "lerobot's model inputs for policy `k` (the seeds' keys), through its preprocessor."
         policy, (pre, _) = self.policies[k], self.processors[k]
         if obs.state.shape[1] != self.adapter.env_state_dim:
-            raise ValueError(f"state must have {self.adapter.env_state_dim} values (the env's), got {obs.state.shape[1]}")
+            raise ValueError(f"state must have {self.adapter.env_state_dim} values (the env's), got "
+                             f"{obs.state.shape[1]}")
         device = next(policy.parameters()).device
-        raw = {key: torch.from_numpy(getattr(obs, cam)).permute(0, 3, 1, 2).float().div(255) for cam, key in self.adapter.cameras.items()}
+        raw = {key: torch.from_numpy(getattr(obs, cam)).permute(0, 3, 1,
+                                                                2).float().div(255) for cam, key in self.adapter.cameras.items()}
         raw['observation.state'] = fit_width(torch.from_numpy(obs.state), policy.config.robot_state_feature.shape[0])
         raw['task'] = list(obs.instructions)
         batch = pre(raw)
@@ -311,7 +348,8 @@ class SmolVLABackend(MemberChunksPolicy):
             noise, out = self._noise(samples * B, 0, generator), []
             for k in range(K):
                 out.append(self._chunks(k, _repeat(self._batch(obs, k), samples), noise))
-            chunks = torch.stack([c for c, _ in out]).view(K, samples, B, self.chunk_size, self.action_dim).transpose(0, 1)
+            chunks = torch.stack([c for c, _ in out]).view(K, samples, B, self.chunk_size,
+                                                           self.action_dim).transpose(0, 1)
             emb = torch.stack([e.view(samples, B, -1)[0] for _, e in out])
         else:  # K noise samples of one checkpoint
             batch, n = self._batch(obs), K * samples * B

@@ -39,7 +39,8 @@ def demo_tensors(store, config:EmbeddedVLAConfig, progress:bool=True) -> DemoTen
     text_of = instruction_encoder()
     fronts, wrists, states, chunks, texts, eps, goals = [], [], [], [], [], [], []
     has_goal = 'goal_positions' in store.schema.data
-    resize = lambda a: F.interpolate(torch.from_numpy(a).permute(0, 3, 1, 2).float(), size=(config.image_size,) * 2, mode='area').round().to(torch.uint8)
+    resize = lambda a: F.interpolate(torch.from_numpy(a).permute(0, 3, 1, 2).float(), size=(config.image_size,) * 2,
+                                     mode='area').round().to(torch.uint8)
     for i in tqdm(range(len(store)), desc='loading demos', disable=not progress):
         ep = store.episode(i, ['front', 'wrist', 'state', 'action'] + ['goal_positions'] * has_goal)
         T = len(ep['action'])
@@ -70,7 +71,8 @@ def _check_demos(data:DemoTensors):
         bad = ~np.isfinite(flat)
         if bad.any():
             i = int(np.flatnonzero(bad.any(1))[0])
-            raise ValueError(f"demonstrations: {name} has a non-finite value ({flat[i][bad[i]][0]:g}) at step {i} (episode {data.episode[i]}): "
+            raise ValueError(f"demonstrations: {name} has a non-finite value ({flat[i][bad[i]][0]:g}) at step {i} "
+                             f"(episode {data.episode[i]}): "
                              "check the demonstrations store")
 
 def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
@@ -90,7 +92,8 @@ def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
     text = torch.from_numpy(data.text)
     if data.goal is None: goal_weight, goal = 0.0, torch.zeros(len(state), vla.config.goal_dim)
     else: goal = torch.from_numpy(data.goal / GOAL_SCALE).float()
-    if goal.shape[1] != vla.config.goal_dim: raise ValueError(f"goal targets have {goal.shape[1]} values, the model predicts {vla.config.goal_dim}")
+    if goal.shape[1] != vla.config.goal_dim:
+        raise ValueError(f"goal targets have {goal.shape[1]} values, the model predicts {vla.config.goal_dim}")
     dev = vla.device  # the training arrays move there once (uint8 images: 2 x 12 KB per step at 64 px)
     front, wrist, state, chunks, text, goal = (x.to(dev) for x in (data.front, data.wrist, state, chunks, text, goal))
     episodes = np.unique(data.episode)
@@ -109,7 +112,8 @@ def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
         for i in range(n_batches):
             idx = np.stack([o[i * batch_size:(i + 1) * batch_size] for o in orders])  # (K, B)
             flat = torch.from_numpy(idx.reshape(-1)).to(dev)
-            img = lambda x: _random_shift(x[flat].float() / 255, shift_pixels, g).view(vla.members, batch_size, 3, *x.shape[2:])
+            img = lambda x: _random_shift(x[flat].float() / 255, shift_pixels, g).view(vla.members, batch_size, 3,
+                                                                                       *x.shape[2:])
             per_member = lambda x: x[flat].view(vla.members, batch_size, -1)
             noise = torch.randn(vla.members, batch_size, chunks.shape[1], generator=g).to(dev)  # drawn on the CPU: same stream on every device
             t = torch.rand(vla.members, batch_size, generator=g).to(dev)
@@ -117,12 +121,16 @@ def train_ensemble(vla:EmbeddedVLA, # the ensemble to train (in place)
                              per_member(chunks), t, per_member(goal))  # (K, 2)
             if not torch.isfinite(losses).all():
                 k, j = torch.nonzero(~torch.isfinite(losses))[0].tolist()
-                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {i} (member {k}, {('flow', 'goal')[j]} loss: "
-                                         f"{losses[k, j].item():g}): check the inputs (a NaN in the demonstrations?) or lower lr ({lr:g})")
-            opt.zero_grad(); (losses[:, 0].sum() + goal_weight * losses[:, 1].sum()).backward(); opt.step(); sched.step()
+                raise FloatingPointError(f"non-finite training loss at epoch {epoch}, batch {i} (member {k}, "
+                                         f"{('flow', 'goal')[j]} loss: "
+                                         f"{losses[k, j].item():g}): check the inputs (a NaN in the demonstrations?) "
+                                         f"or lower lr ({lr:g})")
+            opt.zero_grad(); (losses[:, 0].sum() + goal_weight * losses[:,
+                                                                        1].sum()).backward(); opt.step(); sched.step()
             totals += losses.detach().cpu()
         means = (totals / n_batches).tolist()
-        history += [dict(epoch=epoch, member=k, loss=l, goal_loss=gl if goal_weight else float('nan')) for k, (l, gl) in enumerate(means)]
+        history += [dict(epoch=epoch, member=k, loss=l, goal_loss=gl if goal_weight else float('nan')) for k, (l,
+                                                                                                               gl) in enumerate(means)]
         bar.set_postfix(loss=f"{np.mean([m[0] for m in means]):.3f}", goal=f"{np.mean([m[1] for m in means]):.3f}")
     for p in params: p.requires_grad_(False)
     return history

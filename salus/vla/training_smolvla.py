@@ -28,7 +28,8 @@ def _recorded_losses(history:list, member:int):
     original = lerobot_train.update_policy
     def update_policy(train_metrics, *args, **kwargs):
         train_metrics, output = original(train_metrics, *args, **kwargs)
-        history.append(dict(member=member, step=sum(h['member'] == member for h in history), loss=float(train_metrics.loss.val)))
+        history.append(dict(member=member, step=sum(h['member'] == member for h in history),
+                            loss=float(train_metrics.loss.val)))
         return train_metrics, output
     lerobot_train.update_policy = update_policy
     try: yield
@@ -40,17 +41,20 @@ def _start_config(checkpoint, vlm, image_size:int, chunk_size:int, work:Path):
     from lerobot.configs.policies import PreTrainedConfig
     if checkpoint is None:
         vlm = Path(vlm) if vlm is not None else tiny_smolvlm(work/'vlm')
-        return tiny_smolvla_config(vlm, image_shape=(3, image_size, image_size), cameras=len(LEROBOT_CAMERAS), chunk_size=chunk_size), vlm, None
+        return tiny_smolvla_config(vlm, image_shape=(3, image_size, image_size), cameras=len(LEROBOT_CAMERAS),
+                                   chunk_size=chunk_size), vlm, None
     checkpoint = Path(checkpoint)
     if (checkpoint/'salus_smolvla.json').is_file():  # a SALUS SmolVLA folder: its first model, and the VLM files kept beside it
         meta = json.loads((checkpoint/'salus_smolvla.json').read_text())
         if vlm is None and 'vlm' in meta: vlm = checkpoint/meta['vlm']
         checkpoint = checkpoint/meta['checkpoints'][0]
-    if not (checkpoint/'config.json').is_file(): raise FileNotFoundError(f"{checkpoint}: not a SmolVLA checkpoint folder (config.json missing)")
+    if not (checkpoint/'config.json').is_file():
+        raise FileNotFoundError(f"{checkpoint}: not a SmolVLA checkpoint folder (config.json missing)")
     for f in ('policy_preprocessor.json', 'policy_postprocessor.json'):
         if (checkpoint/f).is_file(): check_processor_file(checkpoint/f)
     config = PreTrainedConfig.from_pretrained(checkpoint)
-    if type(config).__name__ != 'SmolVLAConfig': raise ValueError(f"{checkpoint}: a {type(config).__name__} checkpoint, not SmolVLA")
+    if type(config).__name__ != 'SmolVLAConfig':
+        raise ValueError(f"{checkpoint}: a {type(config).__name__} checkpoint, not SmolVLA")
     if vlm is not None: config.vlm_model_name = str(vlm)
     # lerobot rebuilds the checkpoint's saved processors, whose tokenizer is named by where the checkpoint was made (a hub
     # name, or a folder of another machine): train from a view of the checkpoint (its weights linked, not copied) whose
@@ -63,7 +67,8 @@ def _start_config(checkpoint, vlm, image_size:int, chunk_size:int, work:Path):
         if f.name in ('policy_preprocessor.json', 'policy_postprocessor.json'):
             steps = json.loads(f.read_text())
             for step in steps.get('steps', []):
-                if step.get('registry_name') == 'tokenizer_processor': step.setdefault('config', {})['tokenizer_name'] = config.vlm_model_name
+                if step.get('registry_name') == 'tokenizer_processor':
+                    step.setdefault('config', {})['tokenizer_name'] = config.vlm_model_name
             (start/f.name).write_text(json.dumps(steps, indent=2))
         else: (start/f.name).symlink_to(f.resolve())
     return config, Path(config.vlm_model_name), start
@@ -83,7 +88,8 @@ def finetune_smolvla(store, # the demonstrations (`EpisodeStore`)
     from lerobot.configs.train import TrainPipelineConfig
     from lerobot.scripts.lerobot_train import train
     import torch
-    if ensemble not in SMOLVLA_ENSEMBLES: raise ValueError(f"unknown SmolVLA ensemble {ensemble!r}; one of {SMOLVLA_ENSEMBLES}")
+    if ensemble not in SMOLVLA_ENSEMBLES:
+        raise ValueError(f"unknown SmolVLA ensemble {ensemble!r}; one of {SMOLVLA_ENSEMBLES}")
     if members < 1 or steps < 1: raise ValueError(f"members and steps must be ≥ 1, got {members}, {steps}")
     if not len(store): raise ValueError(f"{store.path}: no demonstrations to train on")
     if checkpoint is not None:
@@ -92,27 +98,35 @@ def finetune_smolvla(store, # the demonstrations (`EpisodeStore`)
             raise FileNotFoundError(f"{checkpoint}: not a SmolVLA checkpoint folder (config.json missing)")
         if (c/'config.json').is_file() and (tag := json.loads((c/'config.json').read_text()).get('backend')) not in (None, 'smolvla'):
             raise ValueError(f"{checkpoint}: a {tag!r} checkpoint, not a SmolVLA one (policy.backend is 'smolvla')")
-    if Path(out).exists() and any(Path(out).iterdir()): raise FileExistsError(f"{out}: exists and is not empty; finetune_smolvla writes a new folder")
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise FileExistsError(f"{out}: exists and is not empty; finetune_smolvla writes a new folder")
     work = Path(tempfile.mkdtemp(prefix='salus-smolvla-'))
     history = []
     try:
         rng = np.random.default_rng(derive_seed(seed, 'smolvla_bootstrap'))
-        resamples = [None] if ensemble == 'noise' else [np.sort(rng.choice(len(store), len(store))) for _ in range(members)]
+        resamples = [None] if ensemble == 'noise' else [np.sort(rng.choice(len(store),
+                                                                           len(store))) for _ in range(members)]
         folders, vlm_used = [], None
         for k, episodes in enumerate(resamples):
-            export_lerobot(store, work/f'dataset{k}', episodes=None if episodes is None else episodes.tolist(), progress=False)
-            config, vlm_used, config.pretrained_path = _start_config(checkpoint, vlm if vlm is not None else vlm_used, image_size,
+            export_lerobot(store, work/f'dataset{k}', episodes=None if episodes is None else episodes.tolist(),
+                           progress=False)
+            config, vlm_used, config.pretrained_path = _start_config(checkpoint, vlm if vlm is not None else vlm_used,
+                                                                     image_size,
                                                                     chunk_size, work)
             if not (Path(vlm_used)/'config.json').is_file():
-                raise FileNotFoundError(f"{vlm_used}: the checkpoint's VLM is not a local SmolVLM folder (config.json missing); "
+                raise FileNotFoundError(f"{vlm_used}: the checkpoint's VLM is not a local SmolVLM folder "
+                                        f"(config.json missing); "
                                         "give a local copy (policy.smolvla_vlm: data/...)")
             config.device, config.push_to_hub, config.optimizer_lr = device, False, lr
-            run = TrainPipelineConfig(dataset=DatasetConfig(repo_id='salus/demos', root=str(work/f'dataset{k}')), policy=config,
-                                      output_dir=work/f'train{k}', job_name=f'salus_member{k}', steps=steps, batch_size=batch_size,
+            run = TrainPipelineConfig(dataset=DatasetConfig(repo_id='salus/demos', root=str(work/f'dataset{k}')),
+                                      policy=config,
+                                      output_dir=work/f'train{k}', job_name=f'salus_member{k}', steps=steps,
+                                      batch_size=batch_size,
                                       num_workers=0, save_checkpoint=True, save_freq=steps, eval_freq=0, log_freq=0,
                                       seed=derive_seed(seed, 'smolvla_train', k), wandb=WandBConfig(enable=False))
             root = logging.getLogger()   # lerobot's train() replaces the root logger's handlers and sets these flags
-            saved = (root.level, root.handlers[:], torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32)
+            saved = (root.level, root.handlers[:], torch.backends.cudnn.benchmark,
+                     torch.backends.cuda.matmul.allow_tf32)
             try:
                 with _recorded_losses(history, k): train(run)
             finally:
