@@ -1053,6 +1053,7 @@ def evaluation_config(params, # the stage's `salus.params.Params`
                       scored:Sequence[Sequence[ScoredSeed]], heldout:Sequence[Sequence[ScoredSeed]],
                       episodes:SignalEpisodes, # the first collection's episodes
                       policy:dict|None, # the checkpoint identity the rollout store records
+                      kept:dict[str, int]|None=None, # `kept_architectures(scored, heldout)`, if already counted
                      ) -> dict:
     "The `config` record of `metrics/evaluate.json`."
     p, ev, split = params.predictor, params.evaluate, episodes.meta['split']
@@ -1064,7 +1065,7 @@ def evaluation_config(params, # the stage's `salus.params.Params`
             'heldout_tasks': ev.heldout_tasks,
             'heldout_episodes': [f[0].splits['heldout'].n_episodes if 'heldout' in f[0].splits else 0
                                  for f in heldout],   # per collection and fold
-            'salus_architectures_kept': kept_architectures(scored, heldout),
+            'salus_architectures_kept': kept if kept is not None else kept_architectures(scored, heldout),
             'policy': policy}
 
 def results_markdown(metrics:dict, # `metrics_json`'s output, with its `config`

@@ -16,6 +16,7 @@ from fastcore.basics import patch
 from scipy.spatial.transform import Rotation
 from torch import nn
 
+from ..data import ACTION_LAYOUT, STATE_LAYOUT
 from .base import MemberChunksPolicy, VLAObservation
 
 # %% auto #0
@@ -347,7 +348,7 @@ def write_tiny_tinyvla(path:str|Path, # folder to write (created)
     return path
 
 # %% ../../nbs/02h_tinyvla.ipynb #edfdb951
-ENV_STATE_DIM, ENV_ACTION_DIM = 11, 7  # the suite's state (7 joints, gripper width, end-effector xyz) and action
+ENV_STATE_DIM, ENV_ACTION_DIM = len(STATE_LAYOUT), len(ACTION_LAYOUT)  # the suite's state (11) and action (7)
 DEFAULT_STATE_MAPS = {11: list(range(11)), 8: list(range(8)), 7: list(range(7))}  # checkpoint state size -> env indices
 
 def rot6d_to_rotvec(r6:torch.Tensor) -> torch.Tensor:
@@ -505,7 +506,7 @@ class TinyVLABackend(MemberChunksPolicy):
         adapter = adapter or TinyVLAAdapter.for_checkpoint(cfg['state_dim'], cfg['action_dim'])
         self.adapter = adapter.check(cfg['state_dim'], cfg['action_dim'])
         self.stats, self.members, self.sampling_steps, self.device = stats, members, sampling_steps, device
-        self.sampler = DDIMSampler(); self.sampler.timesteps(sampling_steps)  # checks the step count
+        model.sampler.timesteps(sampling_steps)  # checks the step count
         self.chunk_size, self.action_dim, self.embedding_dim = cfg['chunk_size'], ENV_ACTION_DIM, cfg['hidden_size']
         self.cameras = ('front', 'wrist') if cfg.get('concat', 'None') == 'token_cat' else ('front',)
         self._prompts = {}  # instruction -> token ids
